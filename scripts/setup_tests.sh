@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine: the CPU build of torch first
+# (a bare 'torch' requirement could pull a multi-GB CUDA build), then the project with its
+# test extras, then the Debian tools the tests drive (BART, ismrmrd-tools).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+if ! command -v bart >/dev/null || ! command -v ismrmrd_generate_cartesian_shepp_logan >/dev/null; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends bart ismrmrd-tools
+fi
+python -m pip install -q torch==2.13.0
+python -m pip install -q -e ".[test]"
