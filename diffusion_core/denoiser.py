@@ -1,0 +1,153 @@
+"""One denoiser interface, ``denoise(x, sigma) -> x0``, and its two implementations.
+
+Noise convention: ``x = x0 + sigma * (n_re + 1j * n_im)`` with n_re, n_im ~ N(0, 1), i.e. ``sigma``
+is the standard deviation per real channel of a complex image.
+
+* :class:`PreconditionedDenoiser` wraps a network with the EDM preconditioning of Karras, Aittala,
+  Aila, Laine 2022, "Elucidating the design space of diffusion-based generative models" (Table 1):
+  ``D(x, s) = c_skip(s) x + c_out(s) F(c_in(s) x, c_noise(s))``, so VE, VP and EDM schedules share
+  one network.
+* :class:`GaussianDenoiser` is the exact posterior mean E[x0 | x] for a Gaussian prior
+  x0 ~ CN(mu, Sigma) with diagonal or circulant Sigma; the tests' ground truth.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from diffusion_core.fft import fft2c, ifft2c
+
+
+class Denoiser(Protocol):
+    """Anything that maps a noisy complex image (B, H, W) and sigma (B,) or float to E[x0 | x]."""
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor: ...
+
+
+def _sigma_like(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """sigma as a real tensor of shape x.shape[:-2] (one value per image) on x's device."""
+    s = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
+    try:
+        return s.expand(x.shape[:-2]) if s.ndim <= x.ndim - 2 else s.reshape(x.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            f"sigma: shape {tuple(s.shape)} does not match the batch shape {tuple(x.shape[:-2])} "
+            "of x; expected a float or one value per image"
+        ) from None
+
+
+def complex_to_channels(x: torch.Tensor) -> torch.Tensor:
+    """Complex (B, H, W) -> real (B, 2, H, W) with channels (real, imaginary)."""
+    return torch.view_as_real(x).permute(0, 3, 1, 2)
+
+
+def channels_to_complex(x: torch.Tensor) -> torch.Tensor:
+    """Real (B, 2, H, W) -> complex (B, H, W); the inverse of :func:`complex_to_channels`."""
+    return torch.view_as_complex(x.float().permute(0, 2, 3, 1).contiguous())
+
+
+class PreconditionedDenoiser(nn.Module):
+    """EDM-preconditioned wrapper around a network ``net(x (B,2,H,W), c_noise (B,)) -> (B,2,H,W)``.
+
+    Args:
+        net: the raw network F (e.g. :class:`diffusion_core.networks.UNet`).
+        sigma_data: per-real-channel standard deviation of the (normalised) training images.
+        autocast_bf16: run the network under bfloat16 autocast on the input's device type.
+    """
+
+    def __init__(
+        self, net: nn.Module, sigma_data: float = 0.5, autocast_bf16: bool = False
+    ) -> None:
+        super().__init__()
+        if sigma_data <= 0:
+            raise ValueError(f"sigma_data: expected > 0, got {sigma_data}")
+        self.net = net
+        self.sigma_data = float(sigma_data)
+        self.autocast_bf16 = bool(autocast_bf16)
+
+    def coefficients(
+        self, sigma: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(c_skip, c_out, c_in, c_noise) for sigma (Karras et al. 2022, Table 1)."""
+        sd2 = self.sigma_data**2
+        total = sigma**2 + sd2
+        c_skip = sd2 / total
+        c_out = sigma * self.sigma_data / total.sqrt()
+        c_in = 1.0 / total.sqrt()
+        c_noise = sigma.log() / 4.0
+        return c_skip, c_out, c_in, c_noise
+
+    def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
+        """lambda(sigma) = 1 / c_out^2, which makes the effective training target unit-variance."""
+        return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        """x (..., H, W) complex, sigma float or (...,) -> x0 estimate (..., H, W) complex64."""
+        if not x.is_complex():
+            raise TypeError(f"x: expected a complex image (..., H, W), got dtype {x.dtype}")
+        s = _sigma_like(sigma, x)
+        if bool((s <= 0).any()):
+            raise ValueError(f"sigma: expected > 0, got min {float(s.min())}")
+        lead, hw = x.shape[:-2], x.shape[-2:]
+        xb = x.reshape(-1, *hw).to(torch.complex64)
+        sb = s.reshape(-1)
+        c_skip, c_out, c_in, c_noise = (c[:, None, None] for c in self.coefficients(sb))
+        inp = complex_to_channels(xb * c_in)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            out = self.net(inp, c_noise.reshape(-1))
+        x0 = c_skip * xb + c_out * channels_to_complex(out)
+        return x0.reshape(*lead, *hw)
+
+
+class GaussianDenoiser:
+    """Exact E[x0 | x0 + sigma n] for x0 ~ CN(mean, Sigma): ``mean + Sigma (Sigma + 2 sigma^2)^-1 (x - mean)``.
+
+    ``variance`` is E|x0 - mean|^2 per coefficient (so each real part has half of it); Sigma is
+    diagonal in the pixel basis (:meth:`diagonal`) or in the centred Fourier basis (:meth:`circulant`,
+    a stationary / circulant covariance with power spectrum ``variance``).
+    """
+
+    def __init__(self, mean: torch.Tensor, variance: torch.Tensor, fourier: bool) -> None:
+        if not mean.is_complex():
+            raise TypeError(f"mean: expected a complex image (H, W), got dtype {mean.dtype}")
+        if variance.shape != mean.shape or variance.is_complex() or bool((variance < 0).any()):
+            raise ValueError(
+                f"variance: expected a real non-negative tensor of shape {tuple(mean.shape)}, "
+                f"got {tuple(variance.shape)} {variance.dtype}"
+            )
+        self.mean = mean
+        self.variance = variance
+        self.fourier = fourier
+
+    @classmethod
+    def diagonal(cls, mean: torch.Tensor, variance: torch.Tensor) -> GaussianDenoiser:
+        """Independent pixels: Sigma = diag(variance)."""
+        return cls(mean, variance, fourier=False)
+
+    @classmethod
+    def circulant(cls, mean: torch.Tensor, spectrum: torch.Tensor) -> GaussianDenoiser:
+        """Stationary prior: Sigma = F^H diag(spectrum) F with F the centred unitary FFT."""
+        return cls(mean, spectrum, fourier=True)
+
+    def _to_basis(self, x: torch.Tensor) -> torch.Tensor:
+        return fft2c(x) if self.fourier else x
+
+    def _from_basis(self, x: torch.Tensor) -> torch.Tensor:
+        return ifft2c(x) if self.fourier else x
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        s = _sigma_like(sigma, x).to(self.variance.dtype)[..., None, None]
+        gain = self.variance / (self.variance + 2.0 * s**2)
+        return self.mean + self._from_basis(gain * self._to_basis(x - self.mean))
+
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        """Draw prior samples of shape (*shape, H, W)."""
+        full = (*shape, *self.mean.shape)
+        z = torch.complex(
+            torch.randn(full, generator=generator, dtype=self.variance.dtype),
+            torch.randn(full, generator=generator, dtype=self.variance.dtype),
+        )
+        return self.mean + self._from_basis((self.variance / 2).sqrt() * z)
