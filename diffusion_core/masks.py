@@ -1,0 +1,123 @@
+"""Seeded Cartesian sampling masks (ky, kx) float32, 1 = sampled; "columns" are the last axis kx.
+
+- :func:`random_columns_mask`: uniformly random columns plus a centred ACS block (fastMRI style).
+- :func:`equispaced_columns_mask`: every R-th column plus a centred ACS block.
+- :func:`poisson_disc_mask`: 2D variable-density Poisson-disc points plus a centred calibration square.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _check(shape: tuple[int, int], acceleration: float, acs: int, name: str) -> tuple[int, int]:
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"shape: expected (ky, kx) with positive sizes, got {tuple(shape)}")
+    if not acceleration >= 1.0:
+        raise ValueError(f"acceleration: expected a number >= 1, got {acceleration}")
+    ny, nx = int(shape[0]), int(shape[1])
+    size = nx if name == "acs" else min(ny, nx)
+    if not 0 <= acs <= size:
+        raise ValueError(f"{name}: expected 0 <= {name} <= {size}, got {acs}")
+    return ny, nx
+
+
+def _centre_block(n: int, width: int) -> slice:
+    """Centred block of ``width`` indices around n // 2 (the k-space centre of fft2c)."""
+    start = n // 2 - width // 2
+    return slice(start, start + width)
+
+
+def _columns_to_mask(ny: int, cols: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.broadcast_to(cols.astype(np.float32), (ny, cols.size)).copy())
+
+
+def random_columns_mask(
+    shape: tuple[int, int], acceleration: float, acs: int, seed: int
+) -> torch.Tensor:
+    """Random column mask: a centred block of ``acs`` columns plus uniformly random others.
+
+    Exactly ``round(kx / acceleration)`` columns are sampled in total (at least the ACS block).
+    Returns (ky, kx) float32; the same ``seed`` gives the same mask.
+    """
+    ny, nx = _check(shape, acceleration, acs, "acs")
+    cols = np.zeros(nx, dtype=bool)
+    cols[_centre_block(nx, acs)] = True
+    n_extra = max(round(nx / acceleration) - acs, 0)
+    rng = np.random.default_rng(seed)
+    cols[rng.choice(np.flatnonzero(~cols), size=n_extra, replace=False)] = True
+    return _columns_to_mask(ny, cols)
+
+
+def equispaced_columns_mask(shape: tuple[int, int], acceleration: float, acs: int) -> torch.Tensor:
+    """Every ``acceleration``-th column (rounded, aligned on the centre column) plus ``acs`` ACS columns.
+
+    The ACS block makes the net acceleration somewhat lower than ``acceleration``. Returns (ky, kx) float32.
+    """
+    ny, nx = _check(shape, acceleration, acs, "acs")
+    cols = np.zeros(nx, dtype=bool)
+    cols[_centre_block(nx, acs)] = True
+    centre = nx // 2
+    offsets = np.arange(
+        -np.floor(centre / acceleration), np.floor((nx - 1 - centre) / acceleration) + 1
+    )
+    cols[np.round(centre + offsets * acceleration).astype(int)] = True
+    return _columns_to_mask(ny, cols)
+
+
+def _dart_throw(radius: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Visit pixels in ``order``; keep one if no kept pixel lies within its own ``radius`` (pixels)."""
+    ny, nx = radius.shape
+    keep = np.zeros((ny, nx), dtype=bool)
+    reach = int(np.ceil(radius.max()))
+    yy, xx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+    dist2 = (yy**2 + xx**2).astype(np.float64)
+    padded = np.zeros((ny + 2 * reach, nx + 2 * reach), dtype=bool)
+    for flat in order:
+        y, x = divmod(int(flat), nx)
+        r2 = radius[y, x] ** 2
+        window = padded[y : y + 2 * reach + 1, x : x + 2 * reach + 1]
+        if not (window & (dist2 < r2)).any():
+            padded[y + reach, x + reach] = True
+            keep[y, x] = True
+    return keep
+
+
+def poisson_disc_mask(
+    shape: tuple[int, int],
+    acceleration: float,
+    calib: int,
+    seed: int,
+    *,
+    density_power: float = 1.0,
+) -> torch.Tensor:
+    """Variable-density 2D Poisson-disc mask with a fully sampled ``calib`` x ``calib`` centre square.
+
+    Points keep a minimum distance that grows linearly with the normalised k-space radius
+    (``1 + 4 * r**density_power`` times a scale); the scale is found by bisection so that the
+    total sampled fraction is ``1 / acceleration`` (within one bisection step, about 1 %).
+    Returns (ky, kx) float32.
+    """
+    ny, nx = _check(shape, acceleration, calib, "calib")
+    ky = (np.arange(ny) - ny // 2) / (ny / 2)
+    kx = (np.arange(nx) - nx // 2) / (nx / 2)
+    rad = np.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2) / np.sqrt(2.0)
+    profile = 1.0 + 4.0 * rad**density_power
+    order = np.random.default_rng(seed).permutation(ny * nx)
+    square = np.zeros((ny, nx), dtype=bool)
+    square[_centre_block(ny, calib), _centre_block(nx, calib)] = True
+    target = ny * nx / acceleration
+    lo, hi = 0.1, float(max(ny, nx))
+    best = square
+    for _ in range(14):
+        scale = np.sqrt(lo * hi)
+        mask = _dart_throw(scale * profile, order) | square
+        best = mask
+        if abs(mask.sum() - target) <= 0.01 * target:
+            break
+        if mask.sum() > target:
+            lo = scale
+        else:
+            hi = scale
+    return torch.from_numpy(best.astype(np.float32))
