@@ -1,0 +1,67 @@
+"""Image quality on magnitudes: PSNR, SSIM, NMSE.
+
+Scaling rule (shared by all three): the magnitude of the reconstruction is first multiplied by the
+least-squares scalar ``a = <|img|, |ref|> / <|img|, |img|>`` that best fits it to ``|ref|`` (over the
+whole image), so that methods are compared on structure and noise, not on their arbitrary global
+scaling. The peak for PSNR and the SSIM data range are ``max |ref|``. SSIM is scikit-image's
+``structural_similarity`` (7x7 uniform window). Inputs are tensors or arrays (..., y, x), real or
+complex; leading dims are averaged for SSIM and reduced per image for PSNR/NMSE (a float is
+returned for a single image).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _magnitudes(
+    ref: torch.Tensor | np.ndarray, img: torch.Tensor | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """|ref| and the best-scaled |img|, float64 arrays (..., y, x)."""
+    r = np.abs(
+        ref.detach().cpu().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref)
+    ).astype(np.float64)
+    i = np.abs(
+        img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+    ).astype(np.float64)
+    if r.shape != i.shape or r.ndim < 2:
+        raise ValueError(f"img: expected the shape of ref {r.shape} (..., y, x), got {i.shape}")
+    if not (np.isfinite(r).all() and np.isfinite(i).all()):
+        raise ValueError("ref/img: expected finite values, got NaN or Inf")
+    num = (i * r).sum(axis=(-2, -1), keepdims=True)
+    den = (i * i).sum(axis=(-2, -1), keepdims=True)
+    a = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return r, a * i
+
+
+def _reduce(values: np.ndarray) -> float | np.ndarray:
+    return float(values) if values.ndim == 0 else values
+
+
+def nmse(ref: torch.Tensor | np.ndarray, img: torch.Tensor | np.ndarray) -> float | np.ndarray:
+    """||a|img| - |ref|||^2 / ||ref||^2 per image (see the module's scaling rule)."""
+    r, i = _magnitudes(ref, img)
+    return _reduce(((i - r) ** 2).sum(axis=(-2, -1)) / (r**2).sum(axis=(-2, -1)))
+
+
+def psnr(ref: torch.Tensor | np.ndarray, img: torch.Tensor | np.ndarray) -> float | np.ndarray:
+    """20 log10(max|ref| / RMSE(a|img|, |ref|)) in dB per image (see the module's scaling rule)."""
+    r, i = _magnitudes(ref, img)
+    mse = ((i - r) ** 2).mean(axis=(-2, -1))
+    peak = r.max(axis=(-2, -1))
+    return _reduce(10.0 * np.log10(peak**2 / np.maximum(mse, 1e-30)))
+
+
+def ssim(ref: torch.Tensor | np.ndarray, img: torch.Tensor | np.ndarray) -> float:
+    """Mean SSIM (scikit-image) of a|img| against |ref|, averaged over leading dims."""
+    from skimage.metrics import structural_similarity
+
+    r, i = _magnitudes(ref, img)
+    r2 = r.reshape(-1, *r.shape[-2:])
+    i2 = i.reshape(-1, *i.shape[-2:])
+    vals = [
+        structural_similarity(a, b, data_range=float(a.max()) or 1.0)
+        for a, b in zip(r2, i2, strict=True)
+    ]
+    return float(np.mean(vals))
