@@ -44,18 +44,21 @@ def _image_space_matrices(kernels: torch.Tensor, shape: tuple[int, int]) -> torc
     w_small = torch.einsum("nixy,njxy->ijxy", resp, resp.conj()) / (k * k)
     coeff = torch.fft.fft2(w_small, norm="forward")  # frequencies -(k-1)..k-1, wrapped mod m
     ny, nx = shape
-    d = torch.arange(-(k - 1), k)
-    full = kernels.new_zeros(c, c, ny, nx)
-    sy, sx = (d % m).tolist(), (d % m).tolist()
-    fy, fx = (d % ny).tolist(), (d % nx).tolist()
-    full[:, :, torch.tensor(fy)[:, None], torch.tensor(fx)[None, :]] = coeff[
-        :, :, torch.tensor(sy)[:, None], torch.tensor(sx)[None, :]
-    ]
+    d = torch.arange(-(k - 1), k, device=kernels.device)
+    small_y, small_x = (d % m)[:, None], (d % m)[None, :]
+    full_y, full_x = (
+        (d % ny)[:, None].expand(-1, d.numel()),
+        (d % nx)[None, :].expand(d.numel(), -1),
+    )
+    full = kernels.new_zeros(ny, nx, c, c)
+    # accumulate: on an image smaller than 2k - 1 frequencies alias, and sampling sums them
+    values = coeff[:, :, small_y, small_x].permute(2, 3, 0, 1)
+    full = full.index_put((full_y, full_x), values, accumulate=True).permute(2, 3, 0, 1)
     w = torch.fft.fftshift(torch.fft.ifft2(full, norm="forward"), dim=(-2, -1))
     return w.permute(2, 3, 0, 1)
 
 
-def _fix_phase(maps: torch.Tensor) -> torch.Tensor:
+def fix_phase(maps: torch.Tensor) -> torch.Tensor:
     """Rotate each pixel's map so its projection on the maps' first principal component is real."""
     c = maps.shape[0]
     flat = maps.reshape(c, -1).to(torch.complex128)
@@ -103,5 +106,5 @@ def espirit_maps(
     w = _image_space_matrices(kernels, (ny, nx))
     evals, evecs = torch.linalg.eigh(w)
     maps = evecs[..., -1].permute(2, 0, 1)  # (c, y, x)
-    maps = _fix_phase(maps)
+    maps = fix_phase(maps)
     return torch.where(evals[..., -1] >= crop, maps, torch.zeros_like(maps)).to(kspace.dtype)
