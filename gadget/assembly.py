@@ -1,0 +1,201 @@
+"""Group acquisitions into slices (grouping) and place them on the k-space grid (assembly).
+
+Grouping only decides *which* lines belong together and *when* a group is complete
+(ACQ_LAST_IN_SLICE, or the end of the stream); assembly turns one complete group into tensors.
+Only one group per open slice is held, so memory stays bounded over long scans.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import ismrmrd
+import numpy as np
+import torch
+
+from gadget.geometry import EncodingGeometry
+from gadget.stream import NoiseStatistics
+
+log = logging.getLogger(__name__)
+
+
+class AssemblyError(ValueError):
+    """A group of acquisitions that cannot be placed on the grid (the message names the line)."""
+
+
+class SliceKey(NamedTuple):
+    """The encoding counters that tell one image apart from another."""
+
+    slice: int
+    contrast: int
+    phase: int
+    repetition: int
+    set: int
+    average: int
+
+    @classmethod
+    def of(cls, acquisition: ismrmrd.Acquisition) -> SliceKey:
+        idx = acquisition.idx
+        return cls(idx.slice, idx.contrast, idx.phase, idx.repetition, idx.set, idx.average)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self._asdict().items())
+
+
+@dataclass(frozen=True)
+class SliceGroup:
+    """The acquisitions of one slice, in stream order, and the noise measured before them."""
+
+    key: SliceKey
+    acquisitions: tuple[ismrmrd.Acquisition, ...]
+    noise: NoiseStatistics | None
+
+
+def group_slices(
+    acquisitions: Iterable[tuple[ismrmrd.Acquisition, NoiseStatistics | None]],
+) -> Iterator[SliceGroup]:
+    """Yield a group when its last line (ACQ_LAST_IN_SLICE) arrives; the rest at the stream's end."""
+    open_groups: dict[SliceKey, list[ismrmrd.Acquisition]] = {}
+    noise: dict[SliceKey, NoiseStatistics | None] = {}
+    for acquisition, statistics in acquisitions:
+        key = SliceKey.of(acquisition)
+        open_groups.setdefault(key, []).append(acquisition)
+        noise.setdefault(key, statistics)
+        if acquisition.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE):
+            yield SliceGroup(key, tuple(open_groups.pop(key)), noise.pop(key))
+    for key, lines in open_groups.items():
+        log.info("end of stream: reconstructing the open slice (%s) of %d lines", key, len(lines))
+        yield SliceGroup(key, tuple(lines), noise[key])
+
+
+@dataclass(frozen=True)
+class AssembledSlice:
+    """One slice on the reconstruction grid (readout oversampling removed).
+
+    Attributes:
+        key: the slice's encoding counters.
+        kspace: (coils, ky, kx) complex64 imaging lines; unmeasured samples are 0.
+        mask: (ky, kx) float32, 1 where ``kspace`` was measured.
+        calibration: (coils, ky, kx) complex64 calibration lines of a separate reference scan
+            (calibration mode separate or external), used for the coil maps; otherwise None.
+        noise_covariance: (coils, coils) covariance of one sample at the imaging dwell time, or None.
+        reference: header of the line closest to the k-space centre (geometry, time stamps).
+    """
+
+    key: SliceKey
+    kspace: torch.Tensor
+    mask: torch.Tensor
+    calibration: torch.Tensor | None
+    noise_covariance: torch.Tensor | None
+    reference: ismrmrd.AcquisitionHeader
+
+
+def _check_lines(group: SliceGroup) -> int:
+    """Channel count shared by the group's lines; raises AssemblyError naming the odd line."""
+    channels = group.acquisitions[0].active_channels
+    for acquisition in group.acquisitions:
+        if acquisition.active_channels != channels:
+            raise AssemblyError(
+                f"slice ({group.key}): acquisition {acquisition.scan_counter} has "
+                f"{acquisition.active_channels} channels, expected {channels} like the first line"
+            )
+        if not np.isfinite(acquisition.data).all():
+            raise AssemblyError(
+                f"slice ({group.key}): acquisition {acquisition.scan_counter} has non-finite (NaN or "
+                "infinite) samples"
+            )
+    if group.noise is not None and group.noise.covariance.shape[0] != channels:
+        raise AssemblyError(
+            f"slice ({group.key}): {channels} channels, but the noise scans had "
+            f"{group.noise.covariance.shape[0]}"
+        )
+    return channels
+
+
+def assemble(group: SliceGroup, geometry: EncodingGeometry) -> AssembledSlice:
+    """Place the lines of ``group`` on the (ky, kx) grid of ``geometry``.
+
+    Line ``kspace_encode_step_1 = e`` goes to row ``e - ky_center + ky // 2``; sample ``s`` to
+    column ``s - center_sample + kx_encoded // 2``, so partial Fourier and asymmetric echoes leave
+    the unmeasured rows and columns at 0 with mask 0. Repeated lines are averaged. Readout
+    oversampling is removed by cropping the readout in image space (diffusion_core.fft).
+    """
+    channels = _check_lines(group)
+    ny, _ = geometry.grid_shape
+    nx_encoded = geometry.encoded_matrix[0]
+    sums = np.zeros((2, channels, ny, nx_encoded), dtype=np.complex64)
+    counts = np.zeros((2, ny, nx_encoded), dtype=np.float32)
+    centre = min(
+        group.acquisitions, key=lambda a: abs(a.idx.kspace_encode_step_1 - geometry.ky_center)
+    )
+    for acquisition in group.acquisitions:
+        row = acquisition.idx.kspace_encode_step_1 - geometry.ky_center + ny // 2
+        start = nx_encoded // 2 - acquisition.center_sample
+        stop = start + acquisition.number_of_samples
+        if not (0 <= row < ny and 0 <= start and stop <= nx_encoded):
+            raise AssemblyError(
+                f"slice ({group.key}): acquisition {acquisition.scan_counter} (line "
+                f"{acquisition.idx.kspace_encode_step_1}, {acquisition.number_of_samples} samples, centre "
+                f"{acquisition.center_sample}) falls outside the encoded grid {ny} x {nx_encoded}"
+            )
+        targets = _targets(acquisition, geometry.separate_calibration)
+        for target in targets:
+            sums[target, :, row, start:stop] += acquisition.data
+            counts[target, row, start:stop] += 1
+    measured = counts > 0
+    placed = torch.from_numpy(sums / np.maximum(counts, 1)[:, None])
+    placed, measured_t = remove_oversampling(placed, torch.from_numpy(measured), geometry)
+    noise = None
+    if group.noise is not None:
+        noise = group.noise.for_dwell_time(float(centre.sample_time_us))
+    has_calibration = bool(measured_t[1].any())
+    return AssembledSlice(
+        key=group.key,
+        kspace=placed[0] * measured_t[0],
+        mask=measured_t[0].to(torch.float32),
+        calibration=placed[1] * measured_t[1] if has_calibration else None,
+        noise_covariance=noise,
+        reference=centre.getHead(),
+    )
+
+
+def _targets(acquisition: ismrmrd.Acquisition, separate_calibration: bool) -> tuple[int, ...]:
+    """Grids a line goes to: 0 = image data, 1 = separate calibration data (for coil maps).
+
+    Lines flagged ACQ_IS_PARALLEL_CALIBRATION (only) are image data too unless the header's
+    calibration mode is separate or external (a reference scan with its own contrast).
+    """
+    if not acquisition.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION):
+        return (0,)
+    if (
+        acquisition.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
+        or not separate_calibration
+    ):
+        return (0,)
+    return (1,)
+
+
+def remove_oversampling(
+    kspace: torch.Tensor, measured: torch.Tensor, geometry: EncodingGeometry
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop the readout of (..., ky, kx_encoded) k-space to the recon matrix in image space.
+
+    A column of the coarser grid is measured where its k lies inside the row's measured range.
+    """
+    from diffusion_core.fft import fft2c, ifft2c
+
+    nx_encoded, nx = geometry.encoded_matrix[0], geometry.recon_matrix[0]
+    if nx_encoded == nx:
+        return kspace, measured
+    first = (nx_encoded - nx) // 2
+    cropped = fft2c(ifft2c(kspace)[..., first : first + nx])
+    # Row by row, a coarse column is measured when its k lies inside the measured readout range.
+    k = (torch.arange(nx) - nx // 2) * (nx_encoded / nx) + nx_encoded // 2
+    any_measured = measured.any(dim=-1)
+    lo = torch.where(any_measured, measured.float().argmax(-1), nx_encoded)
+    hi = torch.where(any_measured, nx_encoded - 1 - measured.flip(-1).float().argmax(-1), -1)
+    covered = (k >= lo[..., None]) & (k <= hi[..., None])
+    return cropped, covered

@@ -1,0 +1,174 @@
+"""The gadget's one configuration, parsed once from Gadgetron XML ``<property>`` elements.
+
+Gadgetron forwards the ``<configuration>`` element of an ``<external>`` node to the gadget; its
+``<property name="..." value="..."/>`` children (or the legacy ``<property><name/><value/>``
+form) are the gadget's properties. Every property is a field of :class:`GadgetConfig`; an
+unknown name or a malformed value is a :class:`ConfigError` raised before any data is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+SAMPLERS = ("dds", "song", "score_mri", "dps")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A gadget property that is unknown or whose value cannot be used."""
+
+
+@dataclass(frozen=True)
+class GadgetConfig:
+    """What the gadget does with each slice; one field per XML property.
+
+    Attributes:
+        sampler: posterior sampler, one of ``dds``, ``song``, ``score_mri``, ``dps``.
+        nfe: network evaluations per posterior sample (>= 1).
+        num_samples: posterior samples per slice; the mean and the pixel-wise std use all of them.
+        cg_iters: conjugate-gradient iterations of each data-consistency step (>= 1).
+        checkpoint: path of a ``.safetensors`` prior; empty for the prior shipped with the package.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda`` / ``cuda:N``.
+        seed: seed of the sampler's random generator; each slice draws from it in stream order.
+        coil_compression: number of virtual coils (0 keeps the measured coils).
+        send_magnitude: send the posterior mean as a magnitude image (series ``image_series_index``).
+        send_complex: send the posterior mean as a complex image (series ``image_series_index + 2``).
+        send_uncertainty: send the pixel-wise posterior std (series ``image_series_index + 1``).
+        image_series_index: image series index of the posterior mean.
+    """
+
+    sampler: str = "dds"
+    nfe: int = 25
+    num_samples: int = 4
+    cg_iters: int = 5
+    checkpoint: str = ""
+    device: str = "auto"
+    seed: int = 0
+    coil_compression: int = 0
+    send_magnitude: bool = True
+    send_complex: bool = False
+    send_uncertainty: bool = True
+    image_series_index: int = 1
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(
+                f"property 'sampler': expected one of {SAMPLERS}, got {self.sampler!r}"
+            )
+        for name, low in (("nfe", 1), ("num_samples", 1), ("cg_iters", 1), ("coil_compression", 0)):
+            if getattr(self, name) < low:
+                raise ConfigError(
+                    f"property {name!r}: expected an integer >= {low}, got {getattr(self, name)}"
+                )
+        if not (self.device in DEVICES or self.device.startswith("cuda:")):
+            raise ConfigError(
+                f"property 'device': expected auto, cpu, cuda or cuda:N, got {self.device!r}"
+            )
+        if not 0 <= self.image_series_index <= 65533:
+            raise ConfigError(
+                f"property 'image_series_index': expected 0..65533, got {self.image_series_index}"
+            )
+        if not (self.send_magnitude or self.send_complex or self.send_uncertainty):
+            raise ConfigError(
+                "properties send_magnitude, send_complex, send_uncertainty are all false: nothing to send"
+            )
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_properties(cls, properties: Mapping[str, str]) -> GadgetConfig:
+        """Build from string properties; unknown names and malformed values raise ConfigError."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(properties) - set(fields))
+        if unknown:
+            raise ConfigError(f"unknown gadget properties {unknown}; known: {sorted(fields)}")
+        values = {
+            name: _parse(name, text, type(fields[name].default))
+            for name, text in properties.items()
+        }
+        return cls(**values)
+
+    def to_properties(self) -> dict[str, str]:
+        """The inverse of :meth:`from_properties` (booleans as ``true``/``false``)."""
+        return {
+            k: (str(v).lower() if isinstance(v, bool) else str(v))
+            for k, v in dataclasses.asdict(self).items()
+        }
+
+    def to_xml(self) -> ET.Element:
+        """A ``<configuration>`` element with one ``<property name value/>`` per field."""
+        root = ET.Element("configuration")
+        for name, value in self.to_properties().items():
+            ET.SubElement(root, "property", name=name, value=value)
+        return root
+
+
+def _parse(name: str, text: str, kind: type) -> object:
+    text = text.strip()
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"property {name!r}: expected true or false, got {text!r}")
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"property {name!r}: expected an integer, got {text!r}") from None
+    return text
+
+
+def properties_from_xml(root: ET.Element | None) -> dict[str, str]:
+    """Name -> value of the gadget's properties in a Gadgetron ``<configuration>`` element.
+
+    Accepts the element Gadgetron forwards to an external gadget (properties as children), or a
+    whole Gadgetron chain, from which the ``<configuration>`` of the first ``<external>`` node
+    that runs this package is used. ``None`` (no configuration) gives no properties.
+    """
+    if root is None:
+        return {}
+    node = root
+    if root.find("property") is None:
+        for external in root.iter("external"):
+            execute = external.find("execute")
+            if execute is None or execute.get("name", "").split(".")[0] == "gadget":
+                found = external.find("configuration")
+                node = found if found is not None else ET.Element("configuration")
+                break
+    properties: dict[str, str] = {}
+    for prop in node.findall("property"):
+        name, value = prop.get("name"), prop.get("value")
+        if name is None:
+            name, value = prop.findtext("name"), prop.findtext("value")
+        if not name or value is None:
+            raise ConfigError(
+                f"malformed property {ET.tostring(prop, encoding='unicode').strip()}: "
+                "expected <property name='...' value='...'/>"
+            )
+        if name in properties:
+            raise ConfigError(f"property {name!r} is given twice")
+        properties[name] = value
+    return properties
+
+
+def config_from_xml(root: ET.Element | None) -> GadgetConfig:
+    """Parse a Gadgetron configuration element (see :func:`properties_from_xml`)."""
+    return GadgetConfig.from_properties(properties_from_xml(root))
+
+
+def config_from_text(text: bytes | str) -> GadgetConfig:
+    """Parse configuration XML text; empty text gives the defaults."""
+    if not text.strip():
+        return GadgetConfig()
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as error:
+        raise ConfigError(f"configuration: not valid XML ({error})") from None
+    return config_from_xml(root)

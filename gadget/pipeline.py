@@ -1,0 +1,129 @@
+"""The gadget as a pipeline of generators, and the rule for failures inside it.
+
+``acquisitions -> noise adjustment -> grouping -> assembly -> reconstruction -> images -> send``
+
+A failure while assembling or reconstructing one slice is logged with the slice's counters and
+that slice is skipped; the stream goes on. A dropped connection or an error in the stream itself
+ends the run; either way the handler returns, so the connection is closed cleanly and Gadgetron
+is never left waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from gadget.assembly import AssemblyError, SliceKey, assemble, group_slices
+from gadget.config import GadgetConfig
+from gadget.geometry import EncodingGeometry
+from gadget.images import ImageMaker
+from gadget.recon import Reconstructor
+from gadget.stream import cartesian_acquisitions, noise_adjustment
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Connection(Protocol):
+    """What a handler needs from a connection (Gadgetron's, the replay's or the MRD server's)."""
+
+    config: Any
+    header: Any
+
+    def __iter__(self) -> Iterator[object]: ...
+
+    def send(self, item: object) -> None: ...
+
+
+@dataclass
+class RunSummary:
+    """What one run of a handler did; returned to the replay CLI and logged for Gadgetron."""
+
+    images_sent: int = 0
+    slices_done: int = 0
+    failed: list[str] = field(default_factory=list)
+    stream_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.stream_error is None
+
+
+def each_slice(
+    function: Callable[[T], R],
+    items: Iterable[T],
+    key: Callable[[T], SliceKey],
+    summary: RunSummary,
+) -> Iterator[R]:
+    """Apply ``function`` to each item; log and skip (recording it in ``summary``) any that fail."""
+    for item in items:
+        try:
+            yield function(item)
+        except Exception as error:  # one slice must not take the stream down
+            message = f"slice ({key(item)}): {type(error).__name__}: {error}"
+            if isinstance(error, AssemblyError):
+                log.error("skipping %s", message)
+            else:
+                log.exception("reconstruction failed, skipping %s", message)
+            summary.failed.append(message)
+
+
+def run_slices(
+    slices: Iterable[Any],
+    reconstructor: Reconstructor,
+    maker: ImageMaker,
+    send: Callable[[object], None],
+    summary: RunSummary,
+) -> None:
+    """Reconstruct assembled slices, send their images (shared by the acquisition and buffer handlers)."""
+
+    def reconstructed(assembled: Any) -> list[object]:
+        started = time.perf_counter()
+        images = maker(assembled, reconstructor(assembled))
+        log.info("slice (%s) reconstructed in %.1f s", assembled.key, time.perf_counter() - started)
+        return images
+
+    for images in each_slice(reconstructed, slices, lambda s: s.key, summary):
+        for image in images:
+            send(image)
+            summary.images_sent += 1
+        summary.slices_done += 1
+
+
+def run_acquisitions(
+    connection: Connection,
+    config: GadgetConfig,
+    geometry: EncodingGeometry,
+    reconstructor: Reconstructor,
+) -> RunSummary:
+    """Reconstruct the raw acquisitions of ``connection`` and send the images back on it."""
+    summary = RunSummary()
+    items = iter(connection)
+    try:
+        acquisitions = cartesian_acquisitions(items, forward=connection.send)
+        adjusted = noise_adjustment(acquisitions)
+        groups = group_slices(adjusted)
+        slices = each_slice(lambda g: assemble(g, geometry), groups, lambda g: g.key, summary)
+        run_slices(slices, reconstructor, ImageMaker(geometry, config), connection.send, summary)
+    except Exception as error:
+        summary.stream_error = f"{type(error).__name__}: {error}"
+        log.exception("stream ended early after %d images", summary.images_sent)
+        drain(items)
+    return summary
+
+
+def drain(items: Iterator[object]) -> None:
+    """Read what is left of a stream (so the sender is not blocked) until it ends or breaks."""
+    dropped = 0
+    try:
+        for _ in items:
+            dropped += 1
+    except Exception as error:
+        log.debug("stream closed while draining: %s", error)
+    if dropped:
+        log.warning("discarded %d items after the error", dropped)

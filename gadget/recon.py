@@ -1,0 +1,146 @@
+"""Reconstruct assembled slices with diffusion_core; the only stage that runs the prior."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+
+from gadget.assembly import AssembledSlice
+from gadget.config import GadgetConfig
+
+if TYPE_CHECKING:
+    from diffusion_core.reconstruct import Reconstruction
+
+log = logging.getLogger(__name__)
+
+Reconstructor = Callable[[AssembledSlice], "Reconstruction"]
+
+
+def choose_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else as given (validated by torch)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"property 'device' is {name!r}, but no CUDA device is available here")
+    return device
+
+
+class DiffusionReconstructor:
+    """Posterior sampling of one slice at a time with a loaded prior.
+
+    Args:
+        denoiser: the prior (``denoise(x, sigma) -> x0``), already on ``device``.
+        config: the gadget configuration (sampler, NFE, samples, CG iterations, coil compression).
+        device: where the slice's tensors are moved for reconstruction.
+        progress: optional callback forwarded to :func:`diffusion_core.reconstruct.reconstruct`.
+    """
+
+    def __init__(
+        self,
+        denoiser: Callable[..., torch.Tensor],
+        config: GadgetConfig,
+        device: torch.device,
+        progress: Callable[..., None] | None = None,
+    ) -> None:
+        from diffusion_core.reconstruct import ReconConfig
+
+        self.denoiser = denoiser
+        self.config = config
+        self.device = device
+        self.progress = progress
+        self.recon_config = ReconConfig(
+            sampler=config.sampler,
+            nfe=config.nfe,
+            num_samples=config.num_samples,
+            cg_iters=config.cg_iters,
+        )
+        self.generator = torch.Generator(device=device).manual_seed(config.seed)
+
+    @classmethod
+    def from_config(
+        cls, config: GadgetConfig, progress: Callable[..., None] | None = None
+    ) -> DiffusionReconstructor:
+        """Load the prior named by ``config.checkpoint`` (the shipped one when empty)."""
+        device = choose_device(config.device)
+        if config.checkpoint:
+            from diffusion_core.checkpoint import load_checkpoint
+
+            denoiser = load_checkpoint(config.checkpoint, device=device)
+        else:
+            from diffusion_core.priors import load_default_prior
+
+            denoiser = load_default_prior(device=device)
+        log.info("prior loaded on %s (%s)", device, config.checkpoint or "shipped default prior")
+        return cls(denoiser, config, device, progress)
+
+    def __call__(self, assembled: AssembledSlice) -> Reconstruction:
+        from diffusion_core.reconstruct import reconstruct
+
+        kspace = assembled.kspace.to(self.device)
+        mask = assembled.mask.to(self.device)
+        noise_cov = (
+            None
+            if assembled.noise_covariance is None
+            else assembled.noise_covariance.to(self.device)
+        )
+        calibration = (
+            None if assembled.calibration is None else assembled.calibration.to(self.device)
+        )
+        if self.config.coil_compression and self.config.coil_compression < kspace.shape[0]:
+            kspace, calibration, noise_cov = _compress(
+                kspace, mask, calibration, noise_cov, self.config.coil_compression
+            )
+        maps = None
+        if calibration is not None:
+            from diffusion_core.espirit import espirit_maps
+
+            maps = espirit_maps(calibration, (calibration.abs().sum(0) > 0).to(torch.float32))
+        with torch.no_grad():
+            return reconstruct(
+                kspace,
+                mask,
+                self.denoiser,
+                self.recon_config,
+                maps=maps,
+                noise_cov=noise_cov,
+                generator=self.generator,
+                progress=self.progress,
+            )
+
+
+def _compress(
+    kspace: torch.Tensor,
+    mask: torch.Tensor,
+    calibration: torch.Tensor | None,
+    noise_cov: torch.Tensor | None,
+    n_virtual: int,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Prewhiten (when the noise is known), then compress to ``n_virtual`` coils.
+
+    After prewhitening the noise is white, and it stays white under the compression matrix,
+    so the returned covariance is the identity.
+    """
+    from diffusion_core.calibration import calibration_region
+    from diffusion_core.coils import coil_compression_matrix, compress_coils
+    from diffusion_core.noise import prewhiten, prewhitening_matrix
+
+    if noise_cov is not None:
+        whitening = prewhitening_matrix(noise_cov)
+        kspace = prewhiten(kspace, whitening)
+        calibration = None if calibration is None else prewhiten(calibration, whitening)
+    source = (
+        calibration if calibration is not None else kspace[(slice(None), *calibration_region(mask))]
+    )
+    matrix = coil_compression_matrix(source, n_virtual)
+    kspace = compress_coils(kspace, matrix)
+    calibration = None if calibration is None else compress_coils(calibration, matrix)
+    identity = (
+        None
+        if noise_cov is None
+        else torch.eye(n_virtual, dtype=kspace.dtype, device=kspace.device)
+    )
+    return kspace, calibration, identity
