@@ -75,6 +75,10 @@ class _ShiftedWaveletShrink:
     random cycle spinning: the image is circularly shifted by a random offset before each prox."""
 
     def __init__(self, shape: tuple[int, int], wavelet: str, levels: int, seed: int) -> None:
+        import pywt
+
+        # no more levels than the smaller image side supports for this filter length
+        levels = max(1, min(levels, pywt.dwt_max_level(min(shape), pywt.Wavelet(wavelet).dec_len)))
         self.wavelet, self.levels = wavelet, levels
         block = 2**levels
         self.padded = (math.ceil(shape[0] / block) * block, math.ceil(shape[1] / block) * block)
@@ -120,7 +124,8 @@ def l1_wavelet(
     ``lam`` is relative to the image scale: the data are divided by the 99th percentile of the
     zero-filled magnitude (:func:`diffusion_core.normalization.magnitude_scale`) before solving and
     the result is scaled back, so the same ``lam`` suits any scanner scaling. W is an orthogonal
-    Daubechies wavelet (PyWavelets, ``levels`` levels, approximation band not penalised) with random
+    Daubechies wavelet (PyWavelets; ``levels`` levels, fewer on small images; approximation
+    band not penalised) with random
     cycle spinning seeded by ``seed``, as in ``bart pics -l1``. Starts from the zero-filled image.
     """
     a = _operator(kspace, mask, maps)

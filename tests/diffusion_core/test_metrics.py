@@ -1,0 +1,53 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from diffusion_core.metrics import nmse, psnr, ssim
+
+
+def test_psnr_and_nmse_hand_computed_with_best_scalar_fit():
+    ref = torch.tensor([[0.0, 2.0], [1.0, 1.0]])
+    img = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    # a = <img, ref> / <img, img> = 4/3; residual (0, -2/3, 1/3, 1/3): MSE 1/6, ||.||^2 = 2/3
+    assert psnr(ref, img) == pytest.approx(10 * math.log10(4 / (1 / 6)))
+    assert nmse(ref, img) == pytest.approx((2 / 3) / 6)
+
+
+def test_metrics_ignore_global_scale_and_phase():
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(40, 30, generator=g) * torch.exp(1j * torch.rand(40, 30, generator=g))
+    img = ref + 0.05 * torch.randn(40, 30, generator=g)
+    other = 3.7 * np.exp(1j * 0.8) * img
+    assert psnr(ref, other) == pytest.approx(psnr(ref, img), rel=1e-5)
+    assert nmse(ref, other) == pytest.approx(nmse(ref, img), rel=1e-5)
+    assert ssim(ref, other) == pytest.approx(ssim(ref, img), rel=1e-5)
+
+
+def test_ssim_is_scikit_image_on_fitted_magnitudes_and_falls_with_noise():
+    g = np.random.default_rng(1)
+    y, x = np.mgrid[:64, :64]
+    ref = ((y - 32) ** 2 + (x - 32) ** 2 < 400).astype(np.float64) * (1 + 0.3 * np.sin(x / 5))
+    assert ssim(ref, ref) == pytest.approx(1.0)
+    scores = []
+    for level in (0.02, 0.1, 0.3):
+        noisy = ref + level * g.standard_normal(ref.shape)
+        fitted = np.abs(noisy) * (np.abs(noisy) * ref).sum() / (np.abs(noisy) ** 2).sum()
+        expected = structural_similarity(ref, fitted, data_range=ref.max())
+        assert ssim(ref, noisy) == pytest.approx(expected)
+        scores.append(ssim(ref, noisy))
+    assert scores[0] > scores[1] > scores[2]
+
+
+def test_batched_psnr_per_image_and_shape_error():
+    ref = torch.ones(2, 8, 8)
+    ref[:, 0, 0] = 2.0
+    img = ref.clone()
+    img[1, 3, 3] = 1.5
+    values = psnr(ref, img)
+    assert values.shape == (2,)
+    assert values[0] > 100 and values[1] < 50
+    with pytest.raises(ValueError, match="img: expected the shape of ref"):
+        psnr(ref, img[:, :4])
