@@ -154,9 +154,8 @@ def main() -> None:
     )
     print(f"{'case':<24} {'method':<26} {'PSNR dB':>8} {'SSIM':>6} {'seconds':>8}  weight")
     for r in rows:
-        print(
-            f"{r.case:<24} {r.method:<26} {r.psnr:8.2f} {r.ssim:6.3f} {r.seconds:8.2f}  {r.weight}"
-        )
+        quality = f"{r.psnr:8.2f} {r.ssim:6.3f}" if np.isfinite(r.psnr) else f"{'-':>8} {'-':>6}"
+        print(f"{r.case:<24} {r.method:<26} {quality} {r.seconds:8.2f}  {r.weight}")
     if not have_bart:
         print("(bart not installed: BART rows skipped)")
 
