@@ -55,9 +55,11 @@ class Row:
     weight: str = ""
 
 
-def timed(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
+def timed(
+    fn: Callable[..., torch.Tensor], *args: object, **kwargs: object
+) -> tuple[torch.Tensor, float]:
     start = time.perf_counter()
-    out = fn()
+    out = fn(*args, **kwargs)
     return out, time.perf_counter() - start
 
 
@@ -72,13 +74,13 @@ def best_of(
 
 
 def ours(case: str, kspace: torch.Tensor, mask: torch.Tensor, ref: torch.Tensor) -> list[Row]:
-    maps, t_maps = timed(lambda: espirit_maps(kspace, mask))
-    zf, t_zf = timed(lambda: zero_filled(kspace, mask, maps))
+    maps, t_maps = timed(espirit_maps, kspace, mask)
+    zf, t_zf = timed(zero_filled, kspace, mask, maps)
     rows = [Row(case, "ESPIRiT maps (ACS only)", float("nan"), float("nan"), t_maps)]
     rows.append(Row(case, "zero-filled", psnr(ref, zf), ssim(ref, zf), t_zf))
-    cg = {str(w): timed(lambda w=w: cg_sense(kspace, mask, maps, lam=w)) for w in CG_WEIGHTS}
+    cg = {str(w): timed(cg_sense, kspace, mask, maps, lam=w) for w in CG_WEIGHTS}
     rows.append(best_of(case, "CG-SENSE (30 it)", ref, cg))
-    l1 = {str(w): timed(lambda w=w: l1_wavelet(kspace, mask, maps, lam=w)) for w in L1_WEIGHTS}
+    l1 = {str(w): timed(l1_wavelet, kspace, mask, maps, lam=w) for w in L1_WEIGHTS}
     rows.append(best_of(case, "L1-wavelet FISTA (100 it)", ref, l1))
     return rows
 
@@ -113,7 +115,7 @@ def bart_rows(case: str, kspace: torch.Tensor, ref: torch.Tensor) -> list[Row]:
             seconds = run(
                 "pics", "-S", flag, "-r", weight, str(d / "k"), str(d / "s"), str(d / "x")
             )
-            return read_image(d / "x", tuple(ref.shape)), seconds
+            return read_image(d / "x", (ref.shape[-2], ref.shape[-1])), seconds
 
         l2 = {w: pics("-l2", w) for w in BART_L2_WEIGHTS}
         l1 = {w: pics("-l1", w) for w in BART_L1_WEIGHTS}
@@ -134,7 +136,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     full = torch.from_numpy(np.load(args.data))
-    shape = tuple(full.shape[-2:])
+    shape = (full.shape[-2], full.shape[-1])
     ref = zero_filled(full, torch.ones(shape), espirit_maps(full))
     cases = {
         "R=4 1D (20 ACS)": random_columns_mask(shape, 4, 20, args.seed),

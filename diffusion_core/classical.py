@@ -133,7 +133,7 @@ def l1_wavelet(
     scale = magnitude_scale(rhs)[..., None, None]
     rhs = rhs / scale
     step = 1.0 / max(_max_eigenvalue(a, rhs), 1e-12)
-    shrink = _ShiftedWaveletShrink(tuple(rhs.shape[-2:]), wavelet, levels, seed)
+    shrink = _ShiftedWaveletShrink((rhs.shape[-2], rhs.shape[-1]), wavelet, levels, seed)
     x = rhs.clone()
     z, t = x, 1.0
     for _ in range(max_iter):

@@ -92,6 +92,8 @@ def espirit_maps(
         maps (c, y, x) complex64 (dtype of kspace), unit norm over coils inside the object.
         A single coil gives a map of ones.
     """
+    if kspace.ndim != 3:
+        raise ValueError(f"kspace: expected shape (coils, ky, kx), got {tuple(kspace.shape)}")
     cal = calibration_data(kspace, mask, calib)
     c, ny, nx = kspace.shape[-3:]
     if min(cal.shape[-2:]) < kernel_size + 1:

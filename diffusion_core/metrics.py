@@ -5,8 +5,7 @@ least-squares scalar ``a = <|img|, |ref|> / <|img|, |img|>`` that best fits it t
 whole image), so that methods are compared on structure and noise, not on their arbitrary global
 scaling. The peak for PSNR and the SSIM data range are ``max |ref|``. SSIM is scikit-image's
 ``structural_similarity`` (7x7 uniform window). Inputs are tensors or arrays (..., y, x), real or
-complex; leading dims are averaged for SSIM and reduced per image for PSNR/NMSE (a float is
-returned for a single image).
+complex; each metric is computed per image and averaged over leading dims (a float is returned).
 """
 
 from __future__ import annotations
@@ -35,22 +34,22 @@ def _magnitudes(
     return r, a * i
 
 
-def _reduce(values: np.ndarray) -> float | np.ndarray:
-    return float(values) if values.ndim == 0 else values
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values))
 
 
-def nmse(ref: torch.Tensor | np.ndarray, img: torch.Tensor | np.ndarray) -> float | np.ndarray:
-    """||a|img| - |ref|||^2 / ||ref||^2 per image (see the module's scaling rule)."""
+def nmse(ref: torch.Tensor | np.ndarray, img: torch.Tensor | np.ndarray) -> float:
+    """||a|img| - |ref|||^2 / ||ref||^2 per image, averaged (see the module's scaling rule)."""
     r, i = _magnitudes(ref, img)
-    return _reduce(((i - r) ** 2).sum(axis=(-2, -1)) / (r**2).sum(axis=(-2, -1)))
+    return _mean(((i - r) ** 2).sum(axis=(-2, -1)) / (r**2).sum(axis=(-2, -1)))
 
 
-def psnr(ref: torch.Tensor | np.ndarray, img: torch.Tensor | np.ndarray) -> float | np.ndarray:
-    """20 log10(max|ref| / RMSE(a|img|, |ref|)) in dB per image (see the module's scaling rule)."""
+def psnr(ref: torch.Tensor | np.ndarray, img: torch.Tensor | np.ndarray) -> float:
+    """20 log10(max|ref| / RMSE(a|img|, |ref|)) in dB per image, averaged (see the module's scaling rule)."""
     r, i = _magnitudes(ref, img)
     mse = ((i - r) ** 2).mean(axis=(-2, -1))
     peak = r.max(axis=(-2, -1))
-    return _reduce(10.0 * np.log10(peak**2 / np.maximum(mse, 1e-30)))
+    return _mean(10.0 * np.log10(peak**2 / np.maximum(mse, 1e-30)))
 
 
 def ssim(ref: torch.Tensor | np.ndarray, img: torch.Tensor | np.ndarray) -> float:
