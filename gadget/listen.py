@@ -1,6 +1,6 @@
 """Wait for Gadgetron to connect (a ``<connect port=... address=...>`` node) and run a handler.
 
-    python -m gadget.listen --port 18000 [--target handle_acquisitions|handle_recon_data] [--once]
+    python -m gadget.listen PORT [handle_acquisitions|handle_recon_data] [--once]
 
 Uses ``gadgetron.external.listen``; serves one Gadgetron connection after another until stopped.
 """
@@ -22,10 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gadget.listen", description=__doc__.splitlines()[0]
     )
+    parser.add_argument("port", type=int, help="TCP port to listen on")
     parser.add_argument(
-        "--port", type=int, default=18000, help="TCP port to listen on (default 18000)"
+        "target",
+        nargs="?",
+        choices=TARGETS,
+        default=TARGETS[0],
+        help="handler (default: %(default)s)",
     )
-    parser.add_argument("--target", choices=TARGETS, default=TARGETS[0], help="handler to run")
     parser.add_argument("--once", action="store_true", help="serve one connection, then exit")
     args = parser.parse_args(argv)
     logging.basicConfig(

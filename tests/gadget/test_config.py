@@ -1,0 +1,76 @@
+"""The gadget's configuration: one dataclass, parsed from Gadgetron XML properties."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from gadget.config import ConfigError, GadgetConfig, config_from_text, properties_from_xml
+
+
+def test_properties_parse_into_typed_fields() -> None:
+    config = config_from_text(
+        '<configuration><property name="nfe" value="7"/><property name="sampler" value="dps"/>'
+        '<property name="send_complex" value="TRUE"/><property name="checkpoint" value="/p/x"/></configuration>'
+    )
+    assert (config.nfe, config.sampler, config.send_complex, config.checkpoint) == (
+        7,
+        "dps",
+        True,
+        "/p/x",
+    )
+    assert config.num_samples == GadgetConfig().num_samples
+
+
+def test_legacy_name_value_children_are_accepted() -> None:
+    root = ET.fromstring(
+        "<configuration><property><name>seed</name><value>12</value></property></configuration>"
+    )
+    assert properties_from_xml(root) == {"seed": "12"}
+
+
+def test_properties_round_trip_through_xml() -> None:
+    config = GadgetConfig(sampler="song", nfe=3, coil_compression=4, send_uncertainty=False)
+    assert config_from_text(ET.tostring(config.to_xml())) == config
+
+
+@pytest.mark.parametrize(
+    ("xml", "message"),
+    [
+        ('<property name="nfes" value="3"/>', "unknown gadget properties ['nfes']"),
+        ('<property name="nfe" value="three"/>', "property 'nfe': expected an integer"),
+        ('<property name="nfe" value="0"/>', "property 'nfe': expected an integer >= 1"),
+        ('<property name="sampler" value="ddim"/>', "property 'sampler': expected one of"),
+        ('<property name="send_complex" value="maybe"/>', "expected true or false"),
+        ('<property name="device" value="tpu"/>', "property 'device'"),
+        ('<property name="seed" value="1"/><property name="seed" value="2"/>', "given twice"),
+        ('<property name="seed"/>', "malformed property"),
+    ],
+)
+def test_bad_properties_are_clear_errors(xml: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        config_from_text(f"<configuration>{xml}</configuration>")
+
+
+def test_nothing_to_send_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="nothing to send"):
+        GadgetConfig(send_magnitude=False, send_uncertainty=False, send_complex=False)
+
+
+def test_a_whole_chain_gives_the_gadgets_external_configuration() -> None:
+    chain = ET.fromstring(
+        "<configuration><stream>"
+        '<gadget><name>A</name><property name="trigger_dimension" value="slice"/></gadget>'
+        '<external><execute name="other.module" target="f" type="python"/>'
+        '<configuration><property name="x" value="1"/></configuration></external>'
+        '<external><execute name="gadget.handlers" target="handle_acquisitions" type="python"/>'
+        '<configuration><property name="nfe" value="9"/></configuration></external>'
+        "</stream></configuration>"
+    )
+    assert properties_from_xml(chain) == {"nfe": "9"}
+
+
+def test_invalid_xml_text_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="not valid XML"):
+        config_from_text("<configuration><property")

@@ -1,0 +1,195 @@
+"""Offline replay of ismrmrd-tools files through the gadget's handler, end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import ismrmrd
+import numpy as np
+import pytest
+from gadget_helpers import MATRIX, acquisitions_of
+
+from gadget.cli import main
+from gadget.config import GadgetConfig
+from gadget.replay import ReplayError, replay
+
+
+def _cli_options(properties: dict[str, str]) -> list[str]:
+    return [
+        "--sampler", properties["sampler"], "--nfe", properties["nfe"], "--samples", properties["num_samples"],
+        "--cg-iters", properties["cg_iters"], "--checkpoint", properties["checkpoint"], "--device", "cpu",
+        "--no-progress",
+    ]  # fmt: skip
+
+
+def _images(path: Path, series: int) -> list[ismrmrd.Image]:
+    with ismrmrd.Dataset(str(path), "dataset", create_if_needed=False, mode="r") as dataset:
+        group = f"image_{series}"
+        return [dataset.read_image(group, i) for i in range(dataset.number_of_images(group))]
+
+
+@pytest.mark.timeout(120)
+def test_replay_writes_images_with_full_headers(
+    accelerated_file, fast_properties, tmp_path
+) -> None:
+    out, png = tmp_path / "out.h5", tmp_path / "png"
+    code = main(
+        [
+            "replay",
+            str(accelerated_file),
+            str(out),
+            "--png",
+            str(png),
+            "--complex",
+            *_cli_options(fast_properties),
+        ]
+    )
+    assert code == 0
+    means, stds, complexes = _images(out, 1), _images(out, 2), _images(out, 3)
+    assert len(means) == len(stds) == len(complexes) == 2  # two repetitions
+    xml, _ = acquisitions_of(accelerated_file)
+    header = ismrmrd.xsd.CreateFromDocument(xml)
+    fov = header.encoding[0].reconSpace.fieldOfView_mm
+    for rep, (mean, std, cplx) in enumerate(zip(means, stds, complexes, strict=True)):
+        assert mean.matrix_size == (MATRIX, MATRIX, 1)
+        assert tuple(mean.field_of_view) == pytest.approx((fov.x, fov.y, fov.z))
+        assert (mean.repetition, mean.image_index, mean.image_series_index) == (rep, rep + 1, 1)
+        assert (std.image_index, std.image_series_index, cplx.image_series_index) == (rep + 1, 2, 3)
+        assert (
+            mean.image_type == ismrmrd.IMTYPE_MAGNITUDE
+            and cplx.image_type == ismrmrd.IMTYPE_COMPLEX
+        )
+        assert mean.data.dtype == np.float32 and cplx.data.dtype == np.complex64
+        assert mean.meta["GADGETRON_DataRole"] == "Image" and std.meta["DataRole"] == "Uncertainty"
+        assert float(mean.meta["WindowWidth"]) > 0
+        assert np.isfinite(mean.data).all() and mean.data.max() > 0 and (std.data >= 0).all()
+        np.testing.assert_allclose(np.abs(cplx.data), mean.data, rtol=1e-5, atol=1e-6)
+    with h5py.File(out, "r") as f:
+        assert f["dataset/xml"][0] == xml
+    assert sorted(p.name for p in png.iterdir())[:2] == ["complex_s3_001.png", "complex_s3_002.png"]
+    assert len(list(png.iterdir())) == 6
+
+
+@pytest.mark.timeout(120)
+def test_replay_refuses_to_overwrite_unless_told(
+    accelerated_file, fast_properties, tmp_path, capsys
+) -> None:
+    out = tmp_path / "out.h5"
+    assert main(["replay", str(accelerated_file), str(out), *_cli_options(fast_properties)]) == 0
+    assert main(["replay", str(accelerated_file), str(out), *_cli_options(fast_properties)]) == 2
+    assert "group /dataset exists; pass --overwrite" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "replay",
+                str(accelerated_file),
+                str(out),
+                "--overwrite",
+                *_cli_options(fast_properties),
+            ]
+        )
+        == 0
+    )
+    assert len(_images(out, 1)) == 2  # replaced, not appended
+    assert (
+        main(
+            [
+                "replay",
+                str(accelerated_file),
+                str(out),
+                "--out-group",
+                "second",
+                *_cli_options(fast_properties),
+            ]
+        )
+        == 0
+    )
+
+
+def _truncated(source: Path, tmp_path: Path) -> Path:
+    data = source.read_bytes()
+    path = tmp_path / "truncated.h5"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _no_limits(source: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "nolimits.h5"
+    path.write_bytes(source.read_bytes())
+    with h5py.File(path, "r+") as f:
+        xml = f["dataset/xml"][0].decode()
+        start, stop = xml.index("<kspace_encoding_step_1>"), xml.index("</kspace_encoding_step_1>")
+        f["dataset/xml"][0] = (
+            xml[:start] + xml[stop + len("</kspace_encoding_step_1>") :]
+        ).encode()
+    return path
+
+
+def _not_hdf5(source: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "text.h5"
+    path.write_text("not HDF5")
+    return path
+
+
+def _not_ismrmrd(source: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "plain.h5"
+    with h5py.File(path, "w") as f:
+        f["dataset/values"] = np.arange(3)
+    return path
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (_truncated, "cannot be read|not an HDF5 file"),
+        (_not_hdf5, "not an HDF5 file"),
+        (_not_ismrmrd, r"not an ISMRMRD dataset \(missing \['xml', 'data'\]\)"),
+        (_no_limits, "kspace_encoding_step_1"),
+    ],
+    ids=["truncated", "not-hdf5", "not-ismrmrd", "no-encoding-limits"],
+)
+def test_bad_input_files_are_clear_errors(
+    make, message, full_file, fast_properties, tmp_path, capsys
+) -> None:
+    source = make(full_file, tmp_path)
+    code = main(["replay", str(source), str(tmp_path / "out.h5"), *_cli_options(fast_properties)])
+    assert code == 2
+    assert capsys.readouterr().err.strip()
+    with pytest.raises((ReplayError, ValueError), match=message):
+        replay(
+            source,
+            tmp_path / "out2.h5",
+            GadgetConfig.from_properties(fast_properties),
+            progress=False,
+        )
+
+
+@pytest.mark.timeout(120)
+def test_nan_samples_fail_that_slice_only(accelerated_file, fast_properties, tmp_path) -> None:
+    source = tmp_path / "nan.h5"
+    source.write_bytes(accelerated_file.read_bytes())
+    with ismrmrd.Dataset(str(source), "dataset", create_if_needed=False) as dataset:
+        acq = dataset.read_acquisition(5)  # a line of repetition 0
+        acq.data[:] = np.nan
+        dataset.write_acquisition(acq, 5)
+    result = replay(
+        source, tmp_path / "out.h5", GadgetConfig.from_properties(fast_properties), progress=False
+    )
+    assert result.run.slices_done == 1 and len(result.run.failed) == 1
+    assert "repetition=0" in result.run.failed[0] and "non-finite" in result.run.failed[0]
+    assert len(_images(tmp_path / "out.h5", 1)) == 1
+
+
+@pytest.mark.timeout(120)
+def test_console_module_runs(accelerated_file, fast_properties, tmp_path) -> None:
+    out = tmp_path / "out.h5"
+    run = subprocess.run(
+        [sys.executable, "-m", "gadget.cli", "replay", str(accelerated_file), str(out), *_cli_options(fast_properties)],
+        capture_output=True, text=True, timeout=100,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "2 slices, 4 images" in run.stdout
