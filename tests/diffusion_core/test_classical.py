@@ -95,6 +95,7 @@ def test_bad_inputs_raise_named_errors():
         zero_filled(bad, mask, maps)
 
 
+@pytest.mark.slow
 @needs_bart
 def test_brain_l1_wavelet_within_half_db_of_bart_pics(tmp_path):
     """Real brain, R=4 random columns, 20 ACS columns, maps from the ACS only (ours and BART's own)."""
@@ -102,7 +103,7 @@ def test_brain_l1_wavelet_within_half_db_of_bart_pics(tmp_path):
     mask = random_columns_mask(kspace.shape[-2:], 4, 20, seed=0)
     undersampled = kspace * mask
     maps = espirit_maps(undersampled, mask)
-    ours = max(psnr(ref, l1_wavelet(undersampled, mask, maps, lam)) for lam in (0.001, 0.003, 0.01))
+    ours = max(psnr(ref, l1_wavelet(undersampled, mask, maps, lam)) for lam in (0.002, 0.005))
     write_cfl(tmp_path / "k", undersampled.numpy())
     bart("ecalib", "-m1", tmp_path / "k", tmp_path / "s")
     theirs = []
