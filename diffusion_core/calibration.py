@@ -49,12 +49,11 @@ def calibration_data(
     kspace: torch.Tensor,
     mask: torch.Tensor | None = None,
     calib: Region | None = None,
-    max_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """The calibration block of kspace (c, ky, kx): (c, ny_cal, nx_cal).
 
     ``calib`` (given ACS slices) wins over ``mask``; with neither, k-space is taken as fully sampled
-    and the whole of it is the calibration region. ``max_size`` limits the block around its centre.
+    and the whole of it is the calibration region.
     """
     require_complex(kspace, "kspace")
     require_ndim(kspace, 3, "kspace", "(coils, ky, kx)")
@@ -69,11 +68,4 @@ def calibration_data(
             calib = calibration_region(mask)
         else:
             calib = (slice(None), slice(None))
-    block = kspace[..., calib[0], calib[1]]
-    if max_size is not None:
-        for axis, limit in zip((-2, -1), max_size, strict=True):
-            n = block.shape[axis]
-            if n > limit:
-                start = n // 2 - limit // 2
-                block = block.narrow(axis, start, limit)
-    return block
+    return kspace[..., calib[0], calib[1]]

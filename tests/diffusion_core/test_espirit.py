@@ -96,6 +96,19 @@ def test_brain_maps_match_bart_ecalib(tmp_path):
     assert seconds < 5.0
 
 
+def test_given_acs_slices_equal_the_detected_region():
+    kspace, _, _ = simulated_case()
+    mask = torch.zeros(kspace.shape[-2:])
+    mask[:, 44:68] = 1  # ACS around kx // 2 = 56
+    mask[:, ::5] = 1
+    mask[:, 43] = mask[:, 68] = 0
+    detected = espirit_maps(kspace * mask, mask)
+    given = espirit_maps(kspace * mask, calib=(slice(None), slice(44, 68)))
+    torch.testing.assert_close(given, detected)
+    narrower = espirit_maps(kspace * mask, calib=(slice(40, 88), slice(48, 64)))
+    assert not torch.equal(narrower, detected)
+
+
 def test_single_coil_map_is_trivial():
     kspace, _, _ = simulated_case(coils=1)
     maps = espirit_maps(kspace)
