@@ -126,8 +126,9 @@ def assemble(group: SliceGroup, geometry: EncodingGeometry) -> AssembledSlice:
     channels = _check_lines(group)
     ny, _ = geometry.grid_shape
     nx_encoded = geometry.encoded_matrix[0]
-    sums = np.zeros((2, channels, ny, nx_encoded), dtype=np.complex64)
-    counts = np.zeros((2, ny, nx_encoded), dtype=np.float32)
+    grids = 2 if geometry.separate_calibration else 1
+    sums = np.zeros((grids, channels, ny, nx_encoded), dtype=np.complex64)
+    counts = np.zeros((grids, ny, nx_encoded), dtype=np.float32)
     centre = min(
         group.acquisitions, key=lambda a: abs(a.idx.kspace_encode_step_1 - geometry.ky_center)
     )
@@ -141,57 +142,59 @@ def assemble(group: SliceGroup, geometry: EncodingGeometry) -> AssembledSlice:
                 f"{acquisition.idx.kspace_encode_step_1}, {acquisition.number_of_samples} samples, centre "
                 f"{acquisition.center_sample}) falls outside the encoded grid {ny} x {nx_encoded}"
             )
-        targets = _targets(acquisition, geometry.separate_calibration)
-        for target in targets:
-            sums[target, :, row, start:stop] += acquisition.data
-            counts[target, row, start:stop] += 1
-    measured = counts > 0
-    placed = torch.from_numpy(sums / np.maximum(counts, 1)[:, None])
-    placed, measured_t = remove_oversampling(placed, torch.from_numpy(measured), geometry)
+        grid = _grid(acquisition, geometry.separate_calibration)
+        sums[grid, :, row, start:stop] += acquisition.data
+        counts[grid, row, start:stop] += 1
+    placed, measured = [], []
+    for grid in range(grids):
+        kspace = torch.from_numpy(sums[grid] / np.maximum(counts[grid], 1))
+        k, m = remove_oversampling(kspace, torch.from_numpy(counts[grid] > 0), geometry.recon_matrix[0])
+        placed.append(k * m)
+        measured.append(m)
     noise = None
     if group.noise is not None:
         noise = group.noise.for_dwell_time(float(centre.sample_time_us))
-    has_calibration = bool(measured_t[1].any())
+    has_calibration = grids == 2 and bool(measured[1].any())
     return AssembledSlice(
         key=group.key,
-        kspace=placed[0] * measured_t[0],
-        mask=measured_t[0].to(torch.float32),
-        calibration=placed[1] * measured_t[1] if has_calibration else None,
+        kspace=placed[0],
+        mask=measured[0].to(torch.float32),
+        calibration=placed[1] if has_calibration else None,
         noise_covariance=noise,
         reference=centre.getHead(),
     )
 
 
-def _targets(acquisition: ismrmrd.Acquisition, separate_calibration: bool) -> tuple[int, ...]:
-    """Grids a line goes to: 0 = image data, 1 = separate calibration data (for coil maps).
+def _grid(acquisition: ismrmrd.Acquisition, separate_calibration: bool) -> int:
+    """The grid a line goes to: 0 = image data, 1 = separate calibration data (for coil maps).
 
     Lines flagged ACQ_IS_PARALLEL_CALIBRATION (only) are image data too unless the header's
     calibration mode is separate or external (a reference scan with its own contrast).
     """
-    if not acquisition.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION):
-        return (0,)
-    if (
-        acquisition.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
-        or not separate_calibration
-    ):
-        return (0,)
-    return (1,)
+    calibration_only = acquisition.is_flag_set(
+        ismrmrd.ACQ_IS_PARALLEL_CALIBRATION
+    ) and not acquisition.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
+    return 1 if calibration_only and separate_calibration else 0
 
 
 def remove_oversampling(
-    kspace: torch.Tensor, measured: torch.Tensor, geometry: EncodingGeometry
+    kspace: torch.Tensor, measured: torch.Tensor, nx: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crop the readout of (..., ky, kx_encoded) k-space to the recon matrix in image space.
+    """Crop the readout of (coils, ky, kx_encoded) k-space to ``nx`` samples in image space.
 
-    A column of the coarser grid is measured where its k lies inside the row's measured range.
+    Only measured rows are transformed (1D along the readout, with diffusion_core.fft). A column
+    of the coarser grid is measured where its k lies inside the row's measured readout range.
     """
     from diffusion_core.fft import fft2c, ifft2c
 
-    nx_encoded, nx = geometry.encoded_matrix[0], geometry.recon_matrix[0]
+    nx_encoded = kspace.shape[-1]
     if nx_encoded == nx:
         return kspace, measured
+    rows = measured.any(dim=-1).nonzero().squeeze(-1)
     first = (nx_encoded - nx) // 2
-    cropped = fft2c(ifft2c(kspace)[..., first : first + nx])
+    lines = kspace[:, rows].unsqueeze(-2)  # (coils, rows, 1, kx): a 2D FFT of size 1 x kx is 1D
+    cropped = torch.zeros((*kspace.shape[:-1], nx), dtype=kspace.dtype)
+    cropped[:, rows] = fft2c(ifft2c(lines)[..., first : first + nx]).squeeze(-2)
     # Row by row, a coarse column is measured when its k lies inside the measured readout range.
     k = (torch.arange(nx) - nx // 2) * (nx_encoded / nx) + nx_encoded // 2
     any_measured = measured.any(dim=-1)

@@ -97,14 +97,16 @@ def _slice(
     if not np.isfinite(buffer.data).all():
         raise AssemblyError(f"buffer (N, S, LOC) = {index}: non-finite (NaN or infinite) samples")
     kspace, measured = _place(buffer, index, ny)
-    placed = [torch.from_numpy(kspace)]
-    masks = [torch.from_numpy(measured)]
+    grids = [(kspace, measured)]
     if ref is not None:
         ref_index = tuple(min(i, m - 1) for i, m in zip(index, ref.data.shape[4:7], strict=True))
-        ref_kspace, ref_measured = _place(ref, ref_index, ny)  # type: ignore[arg-type]
-        placed.append(torch.from_numpy(ref_kspace))
-        masks.append(torch.from_numpy(ref_measured))
-    kspace_t, measured_t = remove_oversampling(torch.stack(placed), torch.stack(masks), geometry)
+        grids.append(_place(ref, ref_index, ny))  # type: ignore[arg-type]
+    placed = []
+    for grid_kspace, grid_measured in grids:
+        k, m = remove_oversampling(
+            torch.from_numpy(grid_kspace), torch.from_numpy(grid_measured), geometry.recon_matrix[0]
+        )
+        placed.append((k * m, m))
     headers = [
         h
         for h in np.asarray(buffer.headers[:, 0, index[0], index[1], index[2]]).ravel()
@@ -117,9 +119,9 @@ def _slice(
     idx = reference.idx
     return AssembledSlice(
         key=SliceKey(idx.slice, idx.contrast, idx.phase, idx.repetition, idx.set, idx.average),
-        kspace=kspace_t[0] * measured_t[0],
-        mask=measured_t[0].to(torch.float32),
-        calibration=kspace_t[1] * measured_t[1] if ref is not None else None,
+        kspace=placed[0][0],
+        mask=placed[0][1].to(torch.float32),
+        calibration=placed[1][0] if ref is not None else None,
         noise_covariance=None,
         reference=ismrmrd.AcquisitionHeader.from_buffer_copy(reference),
     )
