@@ -148,7 +148,9 @@ def assemble(group: SliceGroup, geometry: EncodingGeometry) -> AssembledSlice:
     placed, measured = [], []
     for grid in range(grids):
         kspace = torch.from_numpy(sums[grid] / np.maximum(counts[grid], 1))
-        k, m = remove_oversampling(kspace, torch.from_numpy(counts[grid] > 0), geometry.recon_matrix[0])
+        k, m = remove_oversampling(
+            kspace, torch.from_numpy(counts[grid] > 0), geometry.recon_matrix[0]
+        )
         placed.append(k * m)
         measured.append(m)
     noise = None

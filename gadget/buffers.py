@@ -100,7 +100,7 @@ def _slice(
     grids = [(kspace, measured)]
     if ref is not None:
         ref_index = tuple(min(i, m - 1) for i, m in zip(index, ref.data.shape[4:7], strict=True))
-        grids.append(_place(ref, ref_index, ny))  # type: ignore[arg-type]
+        grids.append(_place(ref, ref_index, ny))
     placed = []
     for grid_kspace, grid_measured in grids:
         k, m = remove_oversampling(

@@ -91,7 +91,7 @@ class GadgetConfig:
             name: _parse(name, text, type(fields[name].default))
             for name, text in properties.items()
         }
-        return cls(**values)
+        return cls(**values)  # type: ignore[arg-type]
 
     def to_properties(self) -> dict[str, str]:
         """The inverse of :meth:`from_properties` (booleans as ``true``/``false``)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socketserver
 import threading
+from typing import BinaryIO, cast
 
 from ismrmrd.serialization import ProtocolSerializer
 
@@ -26,7 +27,9 @@ class _Session(socketserver.StreamRequestHandler):
         peer = f"{self.client_address[0]}:{self.client_address[1]}"
         log.info("client %s connected", peer)
         try:
-            connection = MrdStreamConnection(self.rfile, self.wfile, self.server.default_config)
+            connection = MrdStreamConnection(
+                cast(BinaryIO, self.rfile), cast(BinaryIO, self.wfile), self.server.default_config
+            )
         except (ValueError, ConnectionError) as error:
             log.error("client %s: cannot start: %s", peer, error)
             try:

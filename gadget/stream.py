@@ -52,7 +52,7 @@ def cartesian_acquisitions(
     for item in items:
         reason = _unhandled_reason(item)
         if reason is None:
-            yield item  # type: ignore[misc]
+            yield item
             continue
         if reason not in forwarded:
             log.info("passing on unchanged: %s (not reconstructed by this gadget)", reason)

@@ -93,30 +93,44 @@ def test_execute_mode_with_acquisitions_and_pass_through(accelerated_file, fast_
     _check_images([r for r in received if isinstance(r, ismrmrd.Image)], repetitions=2)
 
 
-def _recon_data(path) -> list[ReconData]:
-    """What BucketToBuffer would send for each repetition (readout oversampling kept)."""
+def _buffer(acquisitions, encoded_x: int, encoded_y: int, centre: int) -> ReconBuffer:
+    """A BucketToBuffer-style buffer (RO, E1, E2, CHA, N, S, LOC) of one N/S/LOC."""
+    data = np.zeros((encoded_x, encoded_y, 1, 4, 1, 1, 1), dtype=np.complex64)
+    headers = np.empty((encoded_y, 1, 1, 1, 1), dtype=object)
+    for e1 in range(encoded_y):
+        headers[e1, 0, 0, 0, 0] = ismrmrd.AcquisitionHeader()
+    for acq in acquisitions:
+        e1 = acq.idx.kspace_encode_step_1
+        data[:, e1, 0, :, 0, 0, 0] = acq.data.T
+        headers[e1, 0, 0, 0, 0] = acq.getHead()
+    sampling = SamplingDescription()
+    sampling.encoded_matrix[:] = (encoded_x, encoded_y, 1)
+    sampling.sampling_limits[0].min, sampling.sampling_limits[0].max = 0, encoded_x - 1
+    sampling.sampling_limits[0].center = encoded_x // 2
+    sampling.sampling_limits[1].min, sampling.sampling_limits[1].max = 0, encoded_y - 1
+    sampling.sampling_limits[1].center = centre
+    return ReconBuffer(data, None, None, headers, sampling)
+
+
+def _recon_data(path) -> tuple[bytes, list[ReconData]]:
+    """What BucketToBuffer would send for each repetition (readout oversampling kept), with the
+    calibration (ACS) lines in a reference buffer."""
     xml, acquisitions = acquisitions_of(path)
     header = ismrmrd.xsd.CreateFromDocument(xml)
     encoded = header.encoding[0].encodedSpace.matrixSize
+    centre = header.encoding[0].encodingLimits.kspace_encoding_step_1.center
     items = []
     for group in group_slices(noise_adjustment(iter(acquisitions))):
-        data = np.zeros((encoded.x, encoded.y, 1, 4, 1, 1, 1), dtype=np.complex64)
-        headers = np.empty((encoded.y, 1, 1, 1, 1), dtype=object)
-        for e1 in range(encoded.y):
-            headers[e1, 0, 0, 0, 0] = ismrmrd.AcquisitionHeader()
-        for acq in group.acquisitions:
-            e1 = acq.idx.kspace_encode_step_1
-            data[:, e1, 0, :, 0, 0, 0] = acq.data.T
-            headers[e1, 0, 0, 0, 0] = acq.getHead()
-        sampling = SamplingDescription()
-        sampling.encoded_matrix[:] = (encoded.x, encoded.y, 1)
-        sampling.sampling_limits[0].min, sampling.sampling_limits[0].max = 0, encoded.x - 1
-        sampling.sampling_limits[0].center = encoded.x // 2
-        sampling.sampling_limits[1].min, sampling.sampling_limits[1].max = 0, encoded.y - 1
-        sampling.sampling_limits[1].center = header.encoding[
-            0
-        ].encodingLimits.kspace_encoding_step_1.center
-        items.append(ReconData([ReconBit(ReconBuffer(data, None, None, headers, sampling))]))
+        acs = [
+            a
+            for a in group.acquisitions
+            if a.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
+            or a.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
+        ]
+        assert len(acs) == 12
+        data = _buffer(group.acquisitions, encoded.x, encoded.y, centre)
+        ref = _buffer(acs, encoded.x, encoded.y, centre)
+        items.append(ReconData([ReconBit(data, ref)]))
     return xml, items
 
 

@@ -193,3 +193,10 @@ def test_console_module_runs(accelerated_file, fast_properties, tmp_path) -> Non
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     assert "2 slices, 4 images" in run.stdout
+
+
+@pytest.mark.timeout(120)
+def test_coil_compression_property(accelerated_file, fast_properties, tmp_path) -> None:
+    config = GadgetConfig.from_properties({**fast_properties, "coil_compression": "2"})
+    result = replay(accelerated_file, tmp_path / "out.h5", config, progress=False)
+    assert result.run.ok and result.run.images_sent == 4
