@@ -85,6 +85,11 @@ class EncodingGeometry:
                 f"ISMRMRD header: encoded matrix z = {spaces['encodedSpace'][0][2]}; only 2D (z = 1) "
                 "encodings are reconstructed"
             )
+        if spaces["reconSpace"][0][0] > spaces["encodedSpace"][0][0]:
+            raise HeaderError(
+                f"ISMRMRD header: recon matrix x {spaces['reconSpace'][0][0]} exceeds encoded matrix x "
+                f"{spaces['encodedSpace'][0][0]}; readout interpolation is not supported"
+            )
         parallel = encoding.parallelImaging
         mode = (
             None
