@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 
 from gadget.config import ConfigError, GadgetConfig, config_from_text, config_from_xml
 from gadget.geometry import EncodingGeometry
-from gadget.pipeline import Connection, RunSummary, drain, run_acquisitions, run_slices
+from gadget.pipeline import Connection, RunSummary, run_acquisitions, run_recon_data
 from gadget.recon import DiffusionReconstructor, Reconstructor
 
 log = logging.getLogger(__name__)
@@ -47,21 +47,10 @@ def handle_recon_data(
     connection: Connection, reconstructor: Reconstructor | None = None
 ) -> RunSummary:
     """Reconstruct Gadgetron's buffered ReconData (one image set per N, S, LOC of each bit)."""
-    from gadget.buffers import recon_data_items, slices_of
-    from gadget.images import ImageMaker
-
     _guard_socket(connection)
     config, geometry = _read_setup(connection)
     reconstructor = reconstructor or DiffusionReconstructor.from_config(config)
-    summary = RunSummary()
-    items = iter(connection)
-    try:
-        slices = slices_of(recon_data_items(items, connection.send), geometry)
-        run_slices(slices, reconstructor, ImageMaker(geometry, config), connection.send, summary)
-    except Exception as error:
-        summary.stream_error = f"{type(error).__name__}: {error}"
-        log.exception("stream ended early after %d images", summary.images_sent)
-        drain(items)
+    summary = run_recon_data(connection, config, geometry, reconstructor)
     _log_summary(summary)
     return summary
 

@@ -102,14 +102,42 @@ def run_acquisitions(
     reconstructor: Reconstructor,
 ) -> RunSummary:
     """Reconstruct the raw acquisitions of ``connection`` and send the images back on it."""
+
+    def slices(items: Iterator[object], summary: RunSummary) -> Iterator[Any]:
+        acquisitions = cartesian_acquisitions(items, forward=connection.send)
+        groups = group_slices(noise_adjustment(acquisitions))
+        return each_slice(lambda g: assemble(g, geometry), groups, lambda g: g.key, summary)
+
+    return _run(connection, slices, reconstructor, ImageMaker(geometry, config))
+
+
+def run_recon_data(
+    connection: Connection,
+    config: GadgetConfig,
+    geometry: EncodingGeometry,
+    reconstructor: Reconstructor,
+) -> RunSummary:
+    """Reconstruct Gadgetron's buffered ReconData on ``connection`` and send the images back."""
+    from gadget.buffers import recon_data_items, slices_of
+
+    def slices(items: Iterator[object], summary: RunSummary) -> Iterator[Any]:
+        return slices_of(recon_data_items(items, forward=connection.send), geometry)
+
+    return _run(connection, slices, reconstructor, ImageMaker(geometry, config))
+
+
+def _run(
+    connection: Connection,
+    slices: Callable[[Iterator[object], RunSummary], Iterator[Any]],
+    reconstructor: Reconstructor,
+    maker: ImageMaker,
+) -> RunSummary:
+    """Run ``slices(items) -> reconstruct -> images -> send``; an error in the stream itself ends
+    the run (logged, recorded) after draining what is left of the input."""
     summary = RunSummary()
     items = iter(connection)
     try:
-        acquisitions = cartesian_acquisitions(items, forward=connection.send)
-        adjusted = noise_adjustment(acquisitions)
-        groups = group_slices(adjusted)
-        slices = each_slice(lambda g: assemble(g, geometry), groups, lambda g: g.key, summary)
-        run_slices(slices, reconstructor, ImageMaker(geometry, config), connection.send, summary)
+        run_slices(slices(items, summary), reconstructor, maker, connection.send, summary)
     except Exception as error:
         summary.stream_error = f"{type(error).__name__}: {error}"
         log.exception("stream ended early after %d images", summary.images_sent)
