@@ -59,7 +59,8 @@ def _image_space_matrices(kernels: torch.Tensor, shape: tuple[int, int]) -> torc
 
 
 def fix_phase(maps: torch.Tensor) -> torch.Tensor:
-    """Rotate each pixel's map so its projection on the maps' first principal component is real."""
+    """maps (c, y, x) -> same, each pixel rotated so that its projection on the first principal
+    component of all pixels' maps (a virtual body coil) is real; zero pixels stay zero."""
     c = maps.shape[0]
     flat = maps.reshape(c, -1).to(torch.complex128)
     _, vecs = torch.linalg.eigh(flat @ flat.mH)
