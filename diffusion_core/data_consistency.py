@@ -1,0 +1,179 @@
+"""Data consistency for y = A x + n, as objects the samplers use without knowing about MRI.
+
+Measurement noise ``noise_sigma`` is the standard deviation per real channel of n (0 = noise-free).
+Every object offers the same four operations on a batch of images ``x``:
+
+* ``prox(v, weight, y=None)``: argmin_z ||z - v||^2 / 2 + weight / 2 ||A z - y||^2 (``weight = inf``:
+  the projection onto {A z = y}); the k-space replacement / mixing of score-MRI and Song et al.
+  2022 and the CG step of DDS are all of this form.
+* ``weight(step)``: the weight that makes ``prox`` the implicit likelihood step matching a Langevin or
+  diffusion step of size ``step`` (``step / noise_sigma^2``; infinite for noise-free data).
+* ``residual_norm(x)``: ||A x - y|| per batch item, differentiable (DPS).
+* ``noised(sigma, like, generator)``: y_sigma = y + sigma A z, the measurement of the noised image
+  x_sigma = x + sigma z (Song, Shen, Xing, Ermon 2022).
+
+:class:`SenseDataConsistency` acts on combined images (..., y, x) with A = M F S;
+:class:`CoilDataConsistency` acts on coil images (..., c, y, x) with A = M F per coil (the per-coil
+form of Chung & Ye 2022, combined afterwards by the square root of the sum of squares).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+
+from diffusion_core.fft import fft2c, ifft2c
+from diffusion_core.linalg import conjugate_gradient
+
+
+class DataConsistency(Protocol):
+    """What a sampler may ask of the measurement."""
+
+    def prox(
+        self, v: torch.Tensor, weight: float, y: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
+
+    def weight(self, step: float) -> float: ...
+
+    def residual_norm(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def noised(
+        self, sigma: float, like: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor: ...
+
+
+def _check_inputs(kspace: torch.Tensor, mask: torch.Tensor, noise_sigma: float) -> None:
+    if not kspace.is_complex():
+        raise TypeError(f"kspace: expected complex (c, ky, kx), got dtype {kspace.dtype}")
+    if mask.shape != kspace.shape[-2:]:
+        raise ValueError(
+            f"mask: expected shape {tuple(kspace.shape[-2:])} (ky, kx) like kspace, got {tuple(mask.shape)}"
+        )
+    if float(mask.sum()) == 0:
+        raise ValueError("mask: has no sampled k-space entries; nothing to be consistent with")
+    if not (noise_sigma >= 0 and math.isfinite(noise_sigma)):
+        raise ValueError(f"noise_sigma: expected a finite value >= 0, got {noise_sigma}")
+
+
+def _complex_noise(
+    shape: torch.Size, like: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    real = like.real.dtype
+    return torch.complex(
+        torch.randn(shape, generator=generator, dtype=real, device=like.device),
+        torch.randn(shape, generator=generator, dtype=real, device=like.device),
+    )
+
+
+class _Base:
+    noise_sigma: float
+    y: torch.Tensor
+
+    def weight(self, step: float) -> float:
+        return math.inf if self.noise_sigma == 0 else step / self.noise_sigma**2
+
+
+def _shift(x: torch.Tensor) -> torch.Tensor:
+    return torch.fft.ifftshift(x, dim=(-2, -1))
+
+
+def _unshift(x: torch.Tensor) -> torch.Tensor:
+    return torch.fft.fftshift(x, dim=(-2, -1))
+
+
+class SenseDataConsistency(_Base):
+    """SENSE measurement of combined images: A = M F S, maps (c, y, x), kspace (c, ky, kx), mask (ky, kx).
+
+    ``prox`` is solved by ``cg_iters`` conjugate-gradient iterations (in image space for finite
+    weights, in k-space on (A A^H) w = y - A v for the projection). Internally everything lives in
+    FFT order (``ifftshift`` applied once to maps, mask, data and the images entering ``prox``), so
+    the CG iterations use plain FFTs without shifts; a measurement from :meth:`noised` is in that
+    internal order and is only meant to be handed back to :meth:`prox`.
+    """
+
+    def __init__(
+        self,
+        maps: torch.Tensor,
+        mask: torch.Tensor,
+        kspace: torch.Tensor,
+        noise_sigma: float,
+        cg_iters: int = 10,
+    ) -> None:
+        _check_inputs(kspace, mask, noise_sigma)
+        if maps.shape != kspace.shape:
+            raise ValueError(
+                f"maps: expected shape {tuple(kspace.shape)} like kspace, got {tuple(maps.shape)}"
+            )
+        if cg_iters < 1:
+            raise ValueError(f"cg_iters: expected >= 1, got {cg_iters}")
+        self.maps = _shift(maps)
+        self.mask = _shift(mask.to(kspace.real.dtype)).unsqueeze(-3)
+        self.y = _shift(kspace) * self.mask
+        self.noise_sigma = float(noise_sigma)
+        self.cg_iters = int(cg_iters)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mask * torch.fft.fft2(self.maps * x.unsqueeze(-3), norm="ortho")
+
+    def _adjoint(self, k: torch.Tensor) -> torch.Tensor:
+        return (self.maps.conj() * torch.fft.ifft2(self.mask * k, norm="ortho")).sum(-3)
+
+    def prox(self, v: torch.Tensor, weight: float, y: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.y if y is None else y
+        vs = _shift(v)
+        if math.isinf(weight):
+            w = conjugate_gradient(
+                lambda u: self._forward(self._adjoint(u)),
+                y - self._forward(vs),
+                max_iter=self.cg_iters,
+                ndim=3,
+            )
+            return _unshift(vs + self._adjoint(w))
+        rhs = vs + weight * self._adjoint(y)
+        out = conjugate_gradient(
+            lambda u: u + weight * self._adjoint(self._forward(u)),
+            rhs,
+            x0=vs,
+            max_iter=self.cg_iters,
+            ndim=2,
+        )
+        return _unshift(out)
+
+    def residual_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return (self._forward(_shift(x)) - self.y).abs().pow(2).sum(dim=(-3, -2, -1)).sqrt()
+
+    def noised(
+        self, sigma: float, like: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        # white noise is white in any pixel order, so no shift is needed for z
+        return self.y + sigma * self._forward(_complex_noise(like.shape, like, generator))
+
+
+class CoilDataConsistency(_Base):
+    """Per-coil Cartesian measurement of coil images (..., c, y, x): A = M F; everything is exact
+    and diagonal in k-space (no CG)."""
+
+    def __init__(self, mask: torch.Tensor, kspace: torch.Tensor, noise_sigma: float) -> None:
+        _check_inputs(kspace, mask, noise_sigma)
+        self.mask = mask.to(kspace.real.dtype)
+        self.y = kspace * self.mask
+        self.noise_sigma = float(noise_sigma)
+
+    def prox(self, v: torch.Tensor, weight: float, y: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.y if y is None else y
+        k = fft2c(v)
+        if math.isinf(weight):
+            mixed = k + self.mask * (y - k)
+        else:
+            mixed = k + self.mask * (weight / (1.0 + weight)) * (y - k)
+        return ifft2c(mixed)
+
+    def residual_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.mask * fft2c(x) - self.y).abs().pow(2).sum(dim=(-3, -2, -1)).sqrt()
+
+    def noised(
+        self, sigma: float, like: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        return self.y + sigma * self.mask * fft2c(_complex_noise(like.shape, like, generator))
