@@ -1,0 +1,147 @@
+"""reconstruct(): scaling in and out, seeds, noise handling, coil maps, progress, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import random_complex
+from gaussian_problem import smooth_maps
+
+from diffusion_core.classical import cg_sense, zero_filled
+from diffusion_core.denoiser import GaussianDenoiser
+from diffusion_core.fft import fft2c
+from diffusion_core.reconstruct import ReconConfig, ReconProgress, reconstruct
+
+C64 = torch.complex64
+SHAPE = (24, 24)
+FAST = ReconConfig(sampler="dds", nfe=10, num_samples=3, cg_iters=4, sigma_max=20.0)
+
+
+def _prior() -> GaussianDenoiser:
+    h, w = SHAPE
+    ky, kx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
+    spec = 1.0 / (1.0 + (ky**2 + kx**2).float() / 3.0)
+    return GaussianDenoiser.circulant(
+        torch.zeros(SHAPE, dtype=C64), spec * (h * w) / spec.sum() * 0.2
+    )
+
+
+def _mask() -> torch.Tensor:
+    mask = torch.zeros(SHAPE)
+    mask[:, ::3] = 1
+    mask[:, 9:15] = 1
+    return mask
+
+
+def _data(scale: float = 1.0, noise: float = 0.02, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    truth = _prior().sample((), g)
+    maps = smooth_maps(4, SHAPE).to(C64)
+    kspace = (fft2c(maps * truth) + noise * random_complex((4, *SHAPE), g)) * _mask()
+    return scale * truth, scale * kspace, maps
+
+
+def test_scale_in_and_out_is_exact() -> None:
+    _, kspace, maps = _data()
+    run = lambda k: reconstruct(
+        k, _mask(), _prior(), FAST, maps=maps, generator=torch.Generator().manual_seed(1)
+    )  # noqa: E731
+    a, b = run(kspace), run(1000.0 * kspace)
+    assert math.isclose(b.scale, 1000.0 * a.scale, rel_tol=1e-4)
+    torch.testing.assert_close(
+        b.mean, 1000.0 * a.mean, rtol=1e-3, atol=1e-3 * float(b.mean.abs().max())
+    )
+    torch.testing.assert_close(b.std, 1000.0 * a.std, rtol=1e-3, atol=1e-3 * float(b.std.max()))
+
+
+def test_outputs_seeds_and_quality() -> None:
+    truth, kspace, maps = _data(scale=50.0)
+    mask = _mask()
+    r1 = reconstruct(
+        kspace, mask, _prior(), FAST, maps=maps, generator=torch.Generator().manual_seed(3)
+    )
+    r2 = reconstruct(
+        kspace, mask, _prior(), FAST, maps=maps, generator=torch.Generator().manual_seed(3)
+    )
+    r3 = reconstruct(
+        kspace, mask, _prior(), FAST, maps=maps, generator=torch.Generator().manual_seed(4)
+    )
+    assert r1.samples.shape == (3, *SHAPE) and r1.samples.dtype == C64
+    assert r1.std.shape == SHAPE and not r1.std.is_complex() and float(r1.std.min()) > 0
+    torch.testing.assert_close(r1.mean, r1.samples.mean(0))
+    assert torch.equal(r1.samples, r2.samples)
+    assert not torch.allclose(r1.samples, r3.samples)
+    assert torch.equal(r1.maps, maps)
+
+    def err(im: torch.Tensor) -> float:
+        return float((im - truth).norm() / truth.norm())
+
+    assert err(r1.mean) < min(
+        err(zero_filled(kspace, mask, maps)), err(cg_sense(kspace, mask, maps))
+    )
+
+
+def test_noise_covariance_prewhitens_and_sets_noise_level() -> None:
+    _, kspace, maps = _data(scale=10.0)
+    g = torch.Generator().manual_seed(5)
+    mix = torch.eye(4, dtype=C64) + 0.3 * random_complex((4, 4), g)
+    cov = 0.05 * mix @ mix.mH
+    r = reconstruct(kspace, _mask(), _prior(), FAST, maps=maps, noise_cov=cov, generator=g)
+    assert math.isclose(r.noise_sigma * r.scale, 1 / math.sqrt(2), rel_tol=1e-6)
+    assert not torch.allclose(r.maps, maps)  # the given maps were whitened with the data
+    assert torch.isfinite(r.mean).all()
+
+
+def test_noise_level_estimated_from_kspace_corners() -> None:
+    _, kspace, maps = _data(noise=0.0)
+    g = torch.Generator().manual_seed(6)
+    noisy = (kspace + 0.3 * random_complex(tuple(kspace.shape), g)) * _mask()
+    r = reconstruct(noisy, _mask(), _prior(), FAST, maps=maps, generator=g)
+    assert 0.2 < r.noise_sigma * r.scale < 0.45  # per real channel; the corners hold little signal
+
+
+def test_espirit_maps_when_not_given_and_progress_reports() -> None:
+    _, kspace, _ = _data(scale=10.0)
+    seen: list[ReconProgress] = []
+    cfg = ReconConfig(sampler="score_mri", nfe=6, num_samples=2, cg_iters=3, sigma_max=20.0)
+    r = reconstruct(
+        kspace,
+        _mask(),
+        _prior(),
+        cfg,
+        generator=torch.Generator().manual_seed(7),
+        progress=seen.append,
+    )
+    assert r.maps.shape == kspace.shape and float(r.maps.abs().max()) > 0
+    assert [p.step for p in seen] == [1, 2, 3] * 2 and {p.first_sample for p in seen} == {0, 1}
+    assert all(p.total_steps == 3 and p.num_samples == 2 for p in seen)
+
+
+@pytest.mark.parametrize("sampler", ["song", "dps", "score_mri_ssos"])
+def test_other_samplers_run(sampler: str) -> None:
+    truth, kspace, maps = _data(scale=10.0)
+    cfg = ReconConfig(
+        sampler=sampler, nfe=8, num_samples=2, cg_iters=3, sigma_max=20.0, batch_size=2
+    )
+    r = reconstruct(
+        kspace, _mask(), _prior(), cfg, maps=maps, generator=torch.Generator().manual_seed(8)
+    )
+    assert r.samples.shape == (2, *SHAPE) and torch.isfinite(r.mean).all()
+    if sampler == "score_mri_ssos":
+        assert float(r.mean.imag.abs().max()) == 0 and float(r.mean.real.min()) >= 0
+
+
+def test_bad_input() -> None:
+    _, kspace, maps = _data()
+    with pytest.raises(ValueError, match="num_samples"):
+        ReconConfig(num_samples=0)
+    with pytest.raises(ValueError, match="sampler"):
+        ReconConfig(sampler="ddpm")
+    with pytest.raises(ValueError, match="no sampled"):
+        reconstruct(kspace, torch.zeros(SHAPE), _prior(), FAST, maps=maps)
+    with pytest.raises(ValueError, match="mask"):
+        reconstruct(kspace, torch.ones(3, 3), _prior(), FAST, maps=maps)
+    with pytest.raises(ValueError, match="maps"):
+        reconstruct(kspace, _mask(), _prior(), FAST, maps=maps[:2])
