@@ -13,7 +13,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-SAMPLERS = ("dds", "song", "score_mri", "dps")
+SAMPLERS = (
+    "dds",
+    "song",
+    "score_mri",
+    "score_mri_ssos",
+    "dps",
+)  # diffusion_core.reconstruct.SAMPLERS
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -26,7 +32,7 @@ class GadgetConfig:
     """What the gadget does with each slice; one field per XML property.
 
     Attributes:
-        sampler: posterior sampler, one of ``dds``, ``song``, ``score_mri``, ``dps``.
+        sampler: posterior sampler, one of ``dds``, ``song``, ``score_mri``, ``score_mri_ssos``, ``dps``.
         nfe: network evaluations per posterior sample (>= 1).
         num_samples: posterior samples per slice; the mean and the pixel-wise std use all of them.
         cg_iters: conjugate-gradient iterations of each data-consistency step (>= 1).

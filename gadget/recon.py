@@ -99,17 +99,16 @@ class DiffusionReconstructor:
             from diffusion_core.espirit import espirit_maps
 
             maps = espirit_maps(calibration, (calibration.abs().sum(0) > 0).to(torch.float32))
-        with torch.no_grad():
-            return reconstruct(
-                kspace,
-                mask,
-                self.denoiser,
-                self.recon_config,
-                maps=maps,
-                noise_cov=noise_cov,
-                generator=self.generator,
-                progress=self.progress,
-            )
+        return reconstruct(
+            kspace,
+            mask,
+            self.denoiser,
+            self.recon_config,
+            maps=maps,
+            noise_cov=noise_cov,
+            generator=self.generator,
+            progress=self.progress,
+        )
 
 
 def _compress(

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import ismrmrd
@@ -19,6 +20,9 @@ from gadget.connections import MemoryConnection
 from gadget.handlers import handle_acquisitions
 from gadget.pipeline import RunSummary
 from gadget.recon import Reconstructor
+
+if TYPE_CHECKING:
+    from diffusion_core.reconstruct import ReconProgress
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,31 @@ def _acquisitions(
             yield dataset.read_acquisition(index)
         except (OSError, ValueError) as error:
             raise ReplayError(f"acquisition {index} cannot be read ({error})") from None
+
+
+class _SamplingBar:
+    """A tqdm bar over the sampler steps of the slice being reconstructed (position 1)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def __call__(self, report: ReconProgress) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        total = report.num_samples * report.total_steps
+        done = report.first_sample * report.total_steps + report.batch * report.step
+        if self.bar is None or done < self.bar.n:
+            self.close()
+            self.bar = tqdm(total=total, desc="sampling", unit="step", position=1, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def replay(

@@ -90,8 +90,6 @@ def noise_adjustment(
     The covariance comes from :func:`diffusion_core.noise.noise_covariance` over all noise samples.
     Noise scans are not passed on: they hold no image data.
     """
-    from diffusion_core.noise import noise_covariance
-
     samples: list[np.ndarray] = []
     dwell = 0.0
     statistics: NoiseStatistics | None = None
@@ -107,9 +105,20 @@ def noise_adjustment(
             statistics = None
             continue
         if samples and statistics is None:
-            noise = torch.from_numpy(np.concatenate(samples, axis=1))
-            statistics = NoiseStatistics(noise_covariance(noise).to(torch.complex64), dwell)
-            log.info(
-                "noise covariance from %d samples of %d channels", noise.shape[1], noise.shape[0]
-            )
+            statistics = _statistics(np.concatenate(samples, axis=1), dwell)
+            samples = [] if statistics is None else samples
         yield acquisition, statistics
+
+
+def _statistics(samples: np.ndarray, dwell_time_us: float) -> NoiseStatistics | None:
+    """Noise statistics of (channels, n) samples; None (with a warning) if they cannot whiten."""
+    from diffusion_core.noise import noise_covariance, prewhitening_matrix
+
+    covariance = noise_covariance(torch.from_numpy(samples)).to(torch.complex64)
+    try:
+        prewhitening_matrix(covariance)
+    except ValueError as error:
+        log.warning("noise scans ignored, reconstructing without prewhitening: %s", error)
+        return None
+    log.info("noise covariance from %d samples of %d channels", samples.shape[1], samples.shape[0])
+    return NoiseStatistics(covariance, dwell_time_us)

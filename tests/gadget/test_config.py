@@ -74,3 +74,10 @@ def test_a_whole_chain_gives_the_gadgets_external_configuration() -> None:
 def test_invalid_xml_text_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="not valid XML"):
         config_from_text("<configuration><property")
+
+
+def test_samplers_are_those_of_diffusion_core() -> None:
+    from diffusion_core.reconstruct import SAMPLERS as CORE_SAMPLERS
+    from gadget.config import SAMPLERS
+
+    assert SAMPLERS == CORE_SAMPLERS
