@@ -1,7 +1,7 @@
 """Acquisitions per second through the gadget's stream stages, reconstruction switched off,
 beside the gadgetron package's own pass-through example.
 
-    python benchmarks/gadget_throughput.py [--matrix 192] [--coils 8] [--repetitions 20]
+    python benchmarks/gadget_throughput.py [--matrix 192] [--coils 8] [--repetitions 20] [--threads 1]
 
 Data: ``ismrmrd_generate_cartesian_shepp_logan`` (readout oversampling 2, noise scan).
 Two transports:
@@ -10,6 +10,8 @@ Two transports:
   as ``python -m gadgetron <port> <module> <target>`` exactly as Gadgetron starts it.
 "Assembly" = pass-through filter -> noise adjustment -> grouping -> placement + readout
 oversampling removal, for every slice, with no reconstruction and no images.
+Torch runs with ``--threads`` threads (default 1: on a shared 2-core machine, two threads that
+compete with other processes made the per-slice FFTs ten times slower).
 """
 
 from __future__ import annotations
@@ -26,18 +28,20 @@ import time
 from pathlib import Path
 
 import ismrmrd
+import torch
 from gadgetron.examples import pass_through
 from gadgetron.external import constants, readers, writers
+
+from diffusion_core import fft  # noqa: F401  (imported with the module, before the clock starts)
+from gadget.assembly import assemble, group_slices
+from gadget.geometry import EncodingGeometry
+from gadget.stream import cartesian_acquisitions, noise_adjustment
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def assemble_only(connection) -> None:
     """A Gadgetron target: the gadget's stages up to assembled slices, nothing reconstructed."""
-    from gadget.assembly import assemble, group_slices
-    from gadget.geometry import EncodingGeometry
-    from gadget.stream import cartesian_acquisitions, noise_adjustment
-
     geometry = EncodingGeometry.from_header(connection.header)
     groups = group_slices(
         noise_adjustment(cartesian_acquisitions(iter(connection), connection.send))
@@ -88,7 +92,7 @@ def _over_socket(module: str, target: str, xml: bytes, acquisitions) -> float:
     """Acquisitions/s from the first byte sent to the gadget's CLOSE (process start excluded)."""
     server = socket.create_server(("127.0.0.1", 0))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "benchmarks")]),
-           "GADGETRON_EXTERNAL_LOG_LEVEL": "WARNING"}  # fmt: skip
+           "GADGETRON_EXTERNAL_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": str(torch.get_num_threads())}  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "gadgetron", str(server.getsockname()[1]), module, target], env=env
     )
@@ -97,16 +101,17 @@ def _over_socket(module: str, target: str, xml: bytes, acquisitions) -> float:
     payload = [a.to_bytes() for a in acquisitions]
     mid = constants.GadgetMessageIdentifier.pack(constants.GADGET_MESSAGE_ISMRMRD_ACQUISITION)
 
+    stream.write(constants.GadgetMessageIdentifier.pack(constants.GADGET_MESSAGE_CONFIG))
+    writers.write_byte_string(stream, b"<configuration/>")
+    stream.write(constants.GadgetMessageIdentifier.pack(constants.GADGET_MESSAGE_HEADER))
+    writers.write_byte_string(stream, xml)
+
     def send() -> None:
-        stream.write(constants.GadgetMessageIdentifier.pack(constants.GADGET_MESSAGE_CONFIG))
-        writers.write_byte_string(stream, b"<configuration/>")
-        stream.write(constants.GadgetMessageIdentifier.pack(constants.GADGET_MESSAGE_HEADER))
-        writers.write_byte_string(stream, xml)
         for data in payload:
             stream.write(mid + data)
         stream.write(constants.GadgetMessageIdentifier.pack(constants.GADGET_MESSAGE_CLOSE))
 
-    time.sleep(3.0)  # let the gadget import torch etc. before the clock starts
+    time.sleep(5.0)  # the gadget reads config and header, then imports its module (torch etc.)
     started = time.perf_counter()
     sender = threading.Thread(target=send)
     sender.start()
@@ -127,7 +132,9 @@ def main() -> None:
     parser.add_argument("--matrix", type=int, default=192)
     parser.add_argument("--coils", type=int, default=8)
     parser.add_argument("--repetitions", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (gadget side)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.h5"
@@ -144,7 +151,8 @@ def main() -> None:
     header = ismrmrd.xsd.CreateFromDocument(xml)
     samples = acquisitions[1].data.shape
     print(f"{len(acquisitions)} acquisitions of {samples[0]} coils x {samples[1]} samples "
-          f"({args.repetitions} slices of {args.matrix} lines), {os.cpu_count()} CPU cores")  # fmt: skip
+          f"({args.repetitions} slices of {args.matrix} lines), {os.cpu_count()} CPU cores, "
+          f"{args.threads} torch thread(s)")  # fmt: skip
     rows = [
         ("in memory", "gadgetron.examples.pass_through", _in_memory(pass_through, header, acquisitions)),
         ("in memory", "gadget assembly (no recon)", _in_memory(assemble_only, header, acquisitions)),
