@@ -131,15 +131,15 @@ class SenseDataConsistency(_Base):
                 ndim=3,
             )
             return _unshift(vs + self._adjoint(w))
-        rhs = vs + weight * self._adjoint(y)
-        out = conjugate_gradient(
+        # solve for the correction d = z - v: (I + w A^H A) d = w A^H (y - A v), started at 0
+        rhs = weight * self._adjoint(y - self._forward(vs))
+        d = conjugate_gradient(
             lambda u: u + weight * self._adjoint(self._forward(u)),
             rhs,
-            x0=vs,
             max_iter=self.cg_iters,
             ndim=2,
         )
-        return _unshift(out)
+        return _unshift(vs + d)
 
     def residual_norm(self, x: torch.Tensor) -> torch.Tensor:
         return (self._forward(_shift(x)) - self.y).abs().pow(2).sum(dim=(-3, -2, -1)).sqrt()

@@ -45,9 +45,12 @@ def _data(scale: float = 1.0, noise: float = 0.02, seed: int = 0):
 
 def test_scale_in_and_out_is_exact() -> None:
     _, kspace, maps = _data()
-    run = lambda k: reconstruct(
-        k, _mask(), _prior(), FAST, maps=maps, generator=torch.Generator().manual_seed(1)
-    )  # noqa: E731
+
+    def run(k):
+        return reconstruct(
+            k, _mask(), _prior(), FAST, maps=maps, generator=torch.Generator().manual_seed(1)
+        )
+
     a, b = run(kspace), run(1000.0 * kspace)
     assert math.isclose(b.scale, 1000.0 * a.scale, rel_tol=1e-4)
     torch.testing.assert_close(
@@ -121,7 +124,7 @@ def test_espirit_maps_when_not_given_and_progress_reports() -> None:
 
 @pytest.mark.parametrize("sampler", ["song", "dps", "score_mri_ssos"])
 def test_other_samplers_run(sampler: str) -> None:
-    truth, kspace, maps = _data(scale=10.0)
+    _truth, kspace, maps = _data(scale=10.0)
     cfg = ReconConfig(
         sampler=sampler, nfe=8, num_samples=2, cg_iters=3, sigma_max=20.0, batch_size=2
     )

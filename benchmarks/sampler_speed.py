@@ -1,0 +1,127 @@
+"""Time each posterior sampler on a 256x256 8-coil slice with the default network (random weights).
+
+For each sampler: NFE per sample, median seconds per slice (one posterior sample, maps given),
+seconds per extra posterior sample (K=2 minus K=1), seconds per NFE, the time at the NFE of the
+paper, and the peak resident memory of a fresh process running it. Each sampler runs in its own
+subprocess so that peak memory is its own.
+
+    python benchmarks/sampler_speed.py               # all samplers
+    python benchmarks/sampler_speed.py --runs 3 --samplers dds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# NFE used here, and the NFE of the paper's setting (for the extrapolated column)
+SETTINGS = {
+    "dds": (50, 50),  # Chung, Lee, Ye 2024: 49-100 NFE
+    "dps": (100, 1000),  # Chung et al. 2023: 1000 steps
+    "song": (200, 2000),  # Song et al. 2022: 1000 levels x (P + C)
+    "score_mri": (200, 2000),  # Chung & Ye 2022: 1000 levels x (P + C) (up to 2000 x 6)
+    "score_mri_ssos": (20, 2000),  # per coil: 8 network images per NFE
+}
+
+
+def _slice(size: int = 256, coils: int = 8):
+    """The 8-coil ESPIRiT brain, zero-padded in k-space to size x size, R=4 random columns (ACS 20)."""
+    import numpy as np
+
+    from diffusion_core.espirit import espirit_maps
+    from diffusion_core.masks import random_columns_mask
+
+    path = ROOT.parent / "shared" / "data" / "eval" / "brain8ch_full_c_y_x.npy"
+    k = torch.from_numpy(np.load(path)).to(torch.complex64)[:coils]
+    c, ny, nx = k.shape
+    full = torch.zeros(c, size, size, dtype=torch.complex64)
+    oy, ox = (size - ny) // 2, (size - nx) // 2
+    full[:, oy : oy + ny, ox : ox + nx] = k
+    mask = random_columns_mask((size, size), 4.0, 20, seed=0)
+    kspace = full * mask
+    return kspace, mask, espirit_maps(kspace, mask)
+
+
+def _one(sampler: str, runs: int) -> dict:
+    from diffusion_core.denoiser import PreconditionedDenoiser
+    from diffusion_core.networks import UNet, UNetConfig
+    from diffusion_core.reconstruct import ReconConfig, reconstruct
+
+    kspace, mask, maps = _slice()
+    net = UNet(UNetConfig(), generator=torch.Generator().manual_seed(0)).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    den = PreconditionedDenoiser(net)
+    nfe, paper_nfe = SETTINGS[sampler]
+
+    def timed(k: int) -> float:
+        cfg = ReconConfig(sampler=sampler, nfe=nfe, num_samples=k)
+        t = time.perf_counter()
+        reconstruct(kspace, mask, den, cfg, maps=maps, generator=torch.Generator().manual_seed(0))
+        return time.perf_counter() - t
+
+    one = [timed(1) for _ in range(runs)]
+    two = timed(2)
+    med = statistics.median(one)
+    real_nfe = ReconConfig(sampler=sampler, nfe=nfe).steps * (
+        2 if sampler in ("song", "score_mri", "score_mri_ssos") else 1
+    ) - (1 if sampler in ("song", "score_mri", "score_mri_ssos") else 0)
+    return {
+        "sampler": sampler,
+        "nfe": real_nfe,
+        "s_per_slice": med,
+        "s_extra_sample": two - med,
+        "s_per_nfe": med / real_nfe,
+        "paper_nfe": paper_nfe,
+        "s_at_paper_nfe": med / real_nfe * paper_nfe,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--samplers", nargs="*", default=list(SETTINGS))
+    ap.add_argument("--runs", type=int, default=3, help="runs of K=1 for the median")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(_one(args.one, args.runs)))
+        return
+    rows = []
+    for s in args.samplers:
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", s, "--runs", str(args.runs if s == "dds" else 1)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"done {s}", file=sys.stderr)
+    head = f"{'sampler':15s} {'NFE':>5s} {'s/slice':>8s} {'s/extra':>8s} {'s/NFE':>6s} {'paper NFE':>9s} {'s@paper':>8s} {'peak MB':>8s}"
+    print(
+        f"256x256, 8 coils, default U-Net ({rows[0]['threads']} threads), maps given, median of runs"
+    )
+    print(head)
+    for r in rows:
+        print(
+            f"{r['sampler']:15s} {r['nfe']:5d} {r['s_per_slice']:8.2f} {r['s_extra_sample']:8.2f} "
+            f"{r['s_per_nfe']:6.3f} {r['paper_nfe']:9d} {r['s_at_paper_nfe']:8.0f} {r['peak_rss_mb']:8.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
