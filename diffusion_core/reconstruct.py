@@ -17,7 +17,11 @@ import torch
 
 from diffusion_core import schedules
 from diffusion_core.classical import cg_sense
-from diffusion_core.data_consistency import CoilDataConsistency, SenseDataConsistency
+from diffusion_core.data_consistency import (
+    CoilDataConsistency,
+    DataConsistency,
+    SenseDataConsistency,
+)
 from diffusion_core.denoiser import Denoiser
 from diffusion_core.normalization import magnitude_scale
 from diffusion_core.samplers import (
@@ -216,6 +220,7 @@ def reconstruct(
         noise_sigma,
     )
     per_coil = cfg.sampler == "score_mri_ssos"
+    dc: DataConsistency
     if per_coil:
         dc = CoilDataConsistency(mask, y, noise_sigma)
     else:

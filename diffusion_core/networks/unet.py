@@ -74,6 +74,8 @@ def _norm(channels: int) -> nn.GroupNorm:
 class NoiseEmbedding(nn.Module):
     """Sinusoidal (transformer positional) features of c_noise (B,) followed by a 2-layer MLP."""
 
+    freqs: torch.Tensor
+
     def __init__(self, channels: int, out_channels: int) -> None:
         super().__init__()
         half = channels // 2
@@ -138,6 +140,22 @@ class Level(nn.Module):
         self.blocks = nn.ModuleList(ResBlock(c, c_out, emb, dropout) for c in c_ins)
         self.attn = nn.ModuleList(Attention(c_out) if attention else nn.Identity() for _ in c_ins)
 
+    def forward(
+        self,
+        h: torch.Tensor,
+        emb: torch.Tensor,
+        skips: list[torch.Tensor] | None = None,
+        push: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Run the blocks; decoder levels pop a skip before each block, encoder levels push after."""
+        for block, attn in zip(self.blocks, self.attn, strict=True):
+            if skips is not None:
+                h = torch.cat([h, skips.pop()], dim=1)
+            h = attn(block(h, emb))
+            if push is not None:
+                push.append(h)
+        return h
+
 
 class UNet(nn.Module):
     """U-Net mapping (B, C, H, W) and c_noise (B,) to (B, C, H, W); see :class:`UNetConfig`.
@@ -188,7 +206,8 @@ class UNet(nn.Module):
                 if isinstance(m, (nn.Conv2d, nn.Linear)):
                     nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
                     bound = 1.0 / math.sqrt(max(1, m.weight[0].numel()))
-                    nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+                    if m.bias is not None:
+                        nn.init.uniform_(m.bias, -bound, bound, generator=generator)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
@@ -205,15 +224,10 @@ class UNet(nn.Module):
             if i > 0:
                 h = F.avg_pool2d(h, 2)
                 skips.append(h)
-            for block, attn in zip(level.blocks, level.attn, strict=True):
-                h = attn(block(h, emb))
-                skips.append(h)
-        for block, attn in zip(self.mid.blocks, self.mid.attn, strict=True):
-            h = attn(block(h, emb))
+            h = level(h, emb, push=skips)
+        h = self.mid(h, emb)
         for i in reversed(range(self.config.levels)):
-            level = self.up[i]
-            for block, attn in zip(level.blocks, level.attn, strict=True):
-                h = attn(block(torch.cat([h, skips.pop()], dim=1), emb))
+            h = self.up[i](h, emb, skips=skips)
             if i > 0:
                 h = self.up_conv[i - 1](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         out = self.conv_out(F.silu(self.norm_out(h)))
