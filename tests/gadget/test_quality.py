@@ -36,4 +36,4 @@ def test_posterior_mean_beats_zero_filled(accelerated_file, full_file, tmp_path)
     for assembled, mean in zip(_assembled(accelerated_file), means, strict=True):
         zero_filled = rss(ifft2c(assembled.kspace))
         gain = psnr(reference, mean) - psnr(reference, zero_filled)
-        assert gain > 1.0, f"repetition {assembled.key.repetition}: PSNR gain {gain:.2f} dB"
+        assert gain > 3.0, f"repetition {assembled.key.repetition}: PSNR gain {gain:.2f} dB"
