@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 # NFE used here, and the NFE of the paper's setting (for the extrapolated column)
 SETTINGS = {
     "dds": (50, 50),  # Chung, Lee, Ye 2024: 49-100 NFE
+    "dds+bf16": (50, 50),  # the same with the network under bfloat16 autocast
     "dps": (100, 1000),  # Chung et al. 2023: 1000 steps
     "song": (200, 2000),  # Song et al. 2022: 1000 levels x (P + C)
     "score_mri": (200, 2000),  # Chung & Ye 2022: 1000 levels x (P + C) (up to 2000 x 6)
@@ -53,7 +54,7 @@ def _slice(size: int = 256, coils: int = 8):
     return kspace, mask, espirit_maps(kspace, mask)
 
 
-def _one(sampler: str, runs: int) -> dict:
+def _one(name: str, runs: int) -> dict:
     from diffusion_core.denoiser import PreconditionedDenoiser
     from diffusion_core.networks import UNet, UNetConfig
     from diffusion_core.reconstruct import ReconConfig, reconstruct
@@ -62,8 +63,9 @@ def _one(sampler: str, runs: int) -> dict:
     net = UNet(UNetConfig(), generator=torch.Generator().manual_seed(0)).eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    den = PreconditionedDenoiser(net)
-    nfe, paper_nfe = SETTINGS[sampler]
+    sampler = name.removesuffix("+bf16")
+    den = PreconditionedDenoiser(net, autocast_bf16=name.endswith("+bf16"))
+    nfe, paper_nfe = SETTINGS[name]
 
     def timed(k: int) -> float:
         cfg = ReconConfig(sampler=sampler, nfe=nfe, num_samples=k)
@@ -78,7 +80,7 @@ def _one(sampler: str, runs: int) -> dict:
         2 if sampler in ("song", "score_mri", "score_mri_ssos") else 1
     ) - (1 if sampler in ("song", "score_mri", "score_mri_ssos") else 0)
     return {
-        "sampler": sampler,
+        "sampler": name,
         "nfe": real_nfe,
         "s_per_slice": med,
         "s_extra_sample": two - med,
@@ -104,7 +106,14 @@ def main() -> None:
     rows = []
     for s in args.samplers:
         out = subprocess.run(
-            [sys.executable, __file__, "--one", s, "--runs", str(args.runs if s == "dds" else 1)],
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                s,
+                "--runs",
+                str(args.runs if s.startswith("dds") else 1),
+            ],
             check=True,
             capture_output=True,
             text=True,

@@ -7,6 +7,15 @@ towards the data by a few CG iterations on argmin_z ||z - x0_hat||^2 / 2 + w / 2
 sigma_data^2), the error variance of the best linear denoiser: x0_hat is trusted to that), and
 re-noises with the DDIM rule (eta) to the next level. One network evaluation per step; the result
 is the final data-consistent estimate. An approximation, not an exact posterior sampler.
+
+One deliberate difference from the paper: the noise direction of the DDIM step is re-estimated
+around the corrected estimate, eps = (x_t - x0_dc) / sigma, instead of the network's
+eps = (x_t - x0_hat) / sigma. That makes the step the DDIM step of the data-conditioned score, so
+the data term does not accumulate over steps: on the Gaussian test problem (noisy data) the paper's
+form got worse with more steps (relative error 0.51, 0.53, 0.64 at 10, 20, 50 NFE, zero-filled
+0.64) while this form stays at the exact posterior mean's error (0.50, 0.49, 0.49; posterior mean
+0.499) and its sample variance approaches the posterior's (56 %, 75 %, 92 %). For noise-free data
+both forms project onto the data at every step.
 """
 
 from __future__ import annotations
@@ -50,8 +59,8 @@ def sample_dds(
         # x0_hat is trusted to its expected error, that of the best linear denoiser (EDM's c_out^2)
         trust = dc_scale * sigma**2 * sigma_data**2 / (sigma**2 + sigma_data**2)
         x0_dc = dc.prox(x0, dc.weight(trust))
-        # DDIM: keep the network's noise direction eps = (x - x0) / sigma around the corrected x0.
-        x = ancestral_step(x - x0 + x0_dc, x0_dc, sigma, sigma_next, generator, eta=eta)
+        # DDIM around the corrected estimate, eps = (x - x0_dc) / sigma (see the module docstring)
+        x = ancestral_step(x, x0_dc, sigma, sigma_next, generator, eta=eta)
         if callback is not None:
             callback(SamplerStep(i + 1, total, sigma, x, x0_dc))
     return x

@@ -74,7 +74,7 @@ def problem(request: pytest.FixtureRequest) -> GaussianProblem:
 
 
 def test_score_mri_sense_samples_the_posterior(problem: GaussianProblem) -> None:
-    sigmas = schedules.ve_geometric(100, 0.005, 20.0)
+    sigmas = schedules.ve_geometric(150, 0.005, 20.0)
     x, g = _start(problem, 20.0, seed=1)
     assert_posterior(problem, sample_score_mri(x, sigmas, _prior64(problem), _dc(problem), g))
 
@@ -120,7 +120,7 @@ def _baseline_errors(p: GaussianProblem) -> tuple[float, float]:
     ("sampler", "sigmas", "kwargs"),
     [
         (sample_dps, schedules.karras(100, 0.005, 20.0), {"zeta": 1.0}),
-        (sample_dds, schedules.karras(30, 0.005, 20.0), {}),
+        (sample_dds, schedules.karras(50, 0.005, 20.0), {}),
     ],
     ids=["dps", "dds"],
 )
