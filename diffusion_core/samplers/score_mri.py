@@ -2,13 +2,14 @@
 
 Chung & Ye 2022, "Score-based diffusion models for accelerated MRI", Medical Image Analysis 80,
 102479 (Algorithms 1-3). Predictor: a reverse-diffusion step of the VE SDE from sigma_i to
-sigma_{i+1} (here in its ancestral form); corrector: ``corrector_steps`` Langevin steps at sigma_{i+1}
-with step eps = 2 (snr * sigma_{i+1})^2; after each, the data-consistency step ``dc.prox`` with the
-weight matched to the step (``dc.weight``): for noise-free data the k-space projection of the paper,
-for noisy data the implicit (proximal) likelihood step, so that the corrector is a proximal Langevin
-chain whose stationary law tends to the posterior as the steps shrink. With a SENSE ``dc`` this is
-the SENSE-combined form; with a per-coil ``dc`` on coil images (B, c, H, W) it is the per-coil form
-that is combined by SSOS afterwards.
+sigma_{i+1} (here in its ancestral form), followed by the data-consistency step ``dc.prox`` with the
+weight matched to the step (``dc.weight``): the k-space projection of the paper for noise-free
+data, the implicit likelihood step for noisy data. Corrector: ``corrector_steps`` Langevin steps at
+sigma_{i+1} (step size by the snr rule) with the likelihood integrated by the Crank-Nicolson rule
+(:func:`~diffusion_core.samplers.common.langevin_dc_step`), so that the corrector is a Langevin chain
+on the posterior at that level whose law tends to the posterior as sigma and the steps shrink. With
+a SENSE ``dc`` this is the SENSE-combined form; with a per-coil ``dc`` on coil images (B, c, H, W)
+it is the per-coil form, combined by SSOS afterwards (:mod:`diffusion_core.reconstruct`).
 """
 
 from __future__ import annotations
