@@ -28,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -161,11 +162,12 @@ def classical_rows(case: Case, maps: torch.Tensor) -> tuple[list[Row], dict[str,
     zf, t = _timed(lambda: zero_filled(k, m, maps))
     rows = [Row(case.name, "zero-filled", psnr(ref, zf), ssim(ref, zf), t)]
     images = {"zero-filled": zf}
-    for method, fn, weights in (
-        ("CG-SENSE", lambda w: cg_sense(k, m, maps, lam=w), CG_WEIGHTS),
-        ("L1-wavelet", lambda w: l1_wavelet(k, m, maps, lam=w), L1_WEIGHTS),
-    ):
-        runs = {w: _timed(lambda w=w, fn=fn: fn(w)) for w in weights}
+    solvers: list[tuple[str, Callable[..., torch.Tensor], tuple[float, ...]]] = [
+        ("CG-SENSE", cg_sense, CG_WEIGHTS),
+        ("L1-wavelet", l1_wavelet, L1_WEIGHTS),
+    ]
+    for method, solver, weights in solvers:
+        runs = {w: _timed(partial(solver, k, m, maps, lam=w)) for w in weights}
         best = max(runs, key=lambda w: psnr(ref, runs[w][0]))
         img, t = runs[best]
         rows.append(Row(case.name, method, psnr(ref, img), ssim(ref, img), t, f"lam={best:g}"))
@@ -268,7 +270,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     panels = []
     for case in cases:
-        maps, t_maps = _timed(lambda case=case: espirit_maps(case.kspace, case.mask))
+        maps, t_maps = _timed(partial(espirit_maps, case.kspace, case.mask))
         log.info("%s: ESPIRiT maps from the calibration region (%.1f s)", case.name, t_maps)
         case_rows, images = classical_rows(case, maps)
         rows += case_rows
