@@ -2,8 +2,10 @@
 
     gadgetron-diffusion replay IN.h5 OUT.h5 [--png DIR] [--overwrite] [recon options]
     gadgetron-diffusion serve --port 9002 [recon options]
+    gadgetron-diffusion train --data DIR --out STEM [training options]
 
 Recon options map one to one onto the gadget's XML properties (see ``gadget.config``).
+``train`` hands its arguments to ``diffusion_core.training.cli`` (``python -m diffusion_core.training``).
 """
 
 from __future__ import annotations
@@ -100,10 +102,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0", help="address to bind (default: all)")
     serve.add_argument("--port", type=int, default=9002, help="TCP port (default: 9002)")
     _recon_options(serve)
+    commands.add_parser(
+        "train", add_help=False, help="train a prior (see: gadgetron-diffusion train --help)"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:
+        from diffusion_core.training.cli import main as train_main
+
+        train_main(argv[1:])
+        return 0
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -45,7 +45,7 @@ DEFAULT_VALIDATION_SUBJECT = "niivue_FLAIR"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m diffusion_core.training.train", description=__doc__.splitlines()[0]
+        prog="python -m diffusion_core.training", description=__doc__.splitlines()[0]
     )
     p.add_argument(
         "--data",

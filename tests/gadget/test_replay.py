@@ -200,3 +200,15 @@ def test_coil_compression_property(accelerated_file, fast_properties, tmp_path) 
     config = GadgetConfig.from_properties({**fast_properties, "coil_compression": "2"})
     result = replay(accelerated_file, tmp_path / "out.h5", config, progress=False)
     assert result.run.ok and result.run.images_sent == 4
+
+
+def test_train_subcommand_hands_over_to_the_training_cli(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    usage = capsys.readouterr().out
+    assert "python -m diffusion_core.training" in usage and "--data" in usage
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--steps", "3"])  # --data and --out are required by the training CLI
+    assert exit_info.value.code == 2
+    assert "--data" in capsys.readouterr().err
