@@ -62,21 +62,19 @@ def test_scale_in_and_out_is_exact() -> None:
 def test_outputs_seeds_and_quality() -> None:
     truth, kspace, maps = _data(scale=50.0)
     mask = _mask()
-    r1 = reconstruct(
-        kspace, mask, _prior(), FAST, maps=maps, generator=torch.Generator().manual_seed(3)
-    )
-    r2 = reconstruct(
-        kspace, mask, _prior(), FAST, maps=maps, generator=torch.Generator().manual_seed(3)
-    )
-    r3 = reconstruct(
-        kspace, mask, _prior(), FAST, maps=maps, generator=torch.Generator().manual_seed(4)
-    )
+    cov = 2.0 * (0.02 * 50.0) ** 2 * torch.eye(4, dtype=C64)  # the true (white) noise covariance
+
+    def run(seed: int):
+        g = torch.Generator().manual_seed(seed)
+        return reconstruct(kspace, mask, _prior(), FAST, maps=maps, noise_cov=cov, generator=g)
+
+    r1, r2, r3 = run(3), run(3), run(4)
     assert r1.samples.shape == (3, *SHAPE) and r1.samples.dtype == C64
     assert r1.std.shape == SHAPE and not r1.std.is_complex() and float(r1.std.min()) > 0
     torch.testing.assert_close(r1.mean, r1.samples.mean(0))
     assert torch.equal(r1.samples, r2.samples)
     assert not torch.allclose(r1.samples, r3.samples)
-    assert torch.equal(r1.maps, maps)
+    torch.testing.assert_close(r1.maps, maps / math.sqrt(2.0))  # whitened: W = I / sqrt(2)
 
     def err(im: torch.Tensor) -> float:
         return float((im - truth).norm() / truth.norm())
