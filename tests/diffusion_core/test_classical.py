@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 from bart_io import bart, brain_reference, needs_bart, read_cfl, write_cfl
-from conftest import random_complex
+from complex_checks import random_complex
 
 from diffusion_core.classical import cg_sense, l1_wavelet, zero_filled
 from diffusion_core.espirit import espirit_maps

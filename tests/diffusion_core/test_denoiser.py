@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import random_complex
+from complex_checks import random_complex
 
 from diffusion_core.denoiser import (
     GaussianDenoiser,

@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from conftest import random_complex
+from complex_checks import random_complex
 
 from diffusion_core.coils import coil_compression_matrix, compress_coils, rss
 from diffusion_core.noise import noise_covariance, prewhiten, prewhitening_matrix

@@ -1,6 +1,6 @@
 import numpy as np
 import torch
-from conftest import assert_adjoint, random_complex
+from complex_checks import assert_adjoint, random_complex
 
 from diffusion_core.fft import fft2c, ifft2c
 from diffusion_core.linalg import conjugate_gradient

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import random_complex
+from complex_checks import random_complex
 from gaussian_problem import smooth_maps
 
 from diffusion_core.classical import cg_sense, zero_filled

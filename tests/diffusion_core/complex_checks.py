@@ -1,4 +1,4 @@
-"""Shared test helpers: the dot-product adjointness check used for every operator."""
+"""Shared test helpers: random complex tensors and the dot-product adjointness check used for every operator."""
 
 from __future__ import annotations
 
