@@ -35,6 +35,7 @@ from gadgetron.external import constants, readers, writers
 from diffusion_core import fft  # noqa: F401  (imported with the module, before the clock starts)
 from gadget.assembly import assemble, group_slices
 from gadget.geometry import EncodingGeometry
+from gadget.handlers import EofSafeSocket
 from gadget.stream import cartesian_acquisitions, noise_adjustment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,23 +72,6 @@ def _in_memory(target, header, acquisitions, repeats: int = 3) -> float:
     return len(acquisitions) / best
 
 
-class _Stream:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-
-    def read(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("gadget closed the connection")
-            data += chunk
-        return data
-
-    def write(self, data) -> None:
-        self.sock.sendall(bytes(data))
-
-
 def _over_socket(module: str, target: str, xml: bytes, acquisitions) -> float:
     """Acquisitions/s from the first byte sent to the gadget's CLOSE (process start excluded)."""
     server = socket.create_server(("127.0.0.1", 0))
@@ -97,7 +81,7 @@ def _over_socket(module: str, target: str, xml: bytes, acquisitions) -> float:
         [sys.executable, "-m", "gadgetron", str(server.getsockname()[1]), module, target], env=env
     )
     sock, _ = server.accept()
-    stream = _Stream(sock)
+    stream = EofSafeSocket(sock)
     payload = [a.to_bytes() for a in acquisitions]
     mid = constants.GadgetMessageIdentifier.pack(constants.GADGET_MESSAGE_ISMRMRD_ACQUISITION)
 

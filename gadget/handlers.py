@@ -86,7 +86,7 @@ def _log_summary(summary: RunSummary) -> None:
         log.warning("failed %s", failure)
 
 
-class _EofSafeSocket:
+class EofSafeSocket:
     """Gadgetron's socket wrapper, except that a closed peer raises ConnectionError.
 
     gadgetron 1.4.1's ``SocketWrapper.read`` loops forever when ``recv`` returns b'' (peer gone);
@@ -122,10 +122,10 @@ class _EofSafeSocket:
 
 
 def _guard_socket(connection: Connection) -> None:
-    """Swap a gadgetron Connection's socket wrapper for :class:`_EofSafeSocket` (same socket)."""
+    """Swap a gadgetron Connection's socket wrapper for :class:`EofSafeSocket` (same socket)."""
     from gadgetron.external.connection import Connection as GadgetronConnection
 
     if isinstance(connection, GadgetronConnection) and not isinstance(
-        connection.socket, _EofSafeSocket
+        connection.socket, EofSafeSocket
     ):
-        connection.socket = _EofSafeSocket(connection.socket.socket)
+        connection.socket = EofSafeSocket(connection.socket.socket)

@@ -13,6 +13,8 @@ from pathlib import Path
 import ismrmrd
 from gadgetron.external import constants, readers, writers
 
+from gadget.handlers import EofSafeSocket
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "gadget" / "examples" / "brain_t1_8ch_r4.h5"
 MATRIX = 32
@@ -50,23 +52,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class SocketStream:
-    """read/write over a socket, the interface of gadgetron's readers and writers."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-
-    def read(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("gadget closed the connection mid-message")
-            data += chunk
-        return data
-
-    def write(self, data: bytes) -> None:
-        self.sock.sendall(bytes(data))
+SocketStream = EofSafeSocket  # read/write over a socket; raises ConnectionError at EOF
 
 
 def play_gadgetron(
