@@ -202,7 +202,7 @@ def sampler_row(
     mean, std = result.mean.cpu(), result.std.cpu()
     ref = case.reference
     setting = f"nfe={config.nfe} K={config.num_samples}"
-    if config.sampler == "dds" and config.dc_scale != 1.0:
+    if config.sampler == "dds" and config.dc_scale != ReconConfig().dc_scale:
         setting += f" dc_scale={config.dc_scale:g}"
     row = Row(
         case.name,
@@ -311,7 +311,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samplers", nargs="+", default=list(SAMPLER_NFE), choices=list(SAMPLER_NFE))
     p.add_argument("--nfe", type=int, default=None, help="override every sampler's NFE")
     p.add_argument("--samples", type=int, default=8, help="posterior samples K per slice")
-    p.add_argument("--dds-dc-scales", type=float, nargs="*", default=[3.0], help="extra DDS rows")
+    p.add_argument("--dds-dc-scales", type=float, nargs="*", default=[1.0], help="extra DDS rows")
     p.add_argument("--downscale", type=int, default=1, help="keep the central 1/N of k-space")
     p.add_argument("--crop", type=int, default=None, help="central N x N pixels of the coil images")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
