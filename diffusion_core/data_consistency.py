@@ -26,6 +26,7 @@ import torch
 
 from diffusion_core.fft import fft2c, ifft2c
 from diffusion_core.linalg import conjugate_gradient
+from diffusion_core.noise import complex_noise
 
 
 class DataConsistency(Protocol):
@@ -55,16 +56,6 @@ def _check_inputs(kspace: torch.Tensor, mask: torch.Tensor, noise_sigma: float) 
         raise ValueError("mask: has no sampled k-space entries; nothing to be consistent with")
     if not (noise_sigma >= 0 and math.isfinite(noise_sigma)):
         raise ValueError(f"noise_sigma: expected a finite value >= 0, got {noise_sigma}")
-
-
-def _complex_noise(
-    shape: torch.Size, like: torch.Tensor, generator: torch.Generator | None
-) -> torch.Tensor:
-    real = like.real.dtype
-    return torch.complex(
-        torch.randn(shape, generator=generator, dtype=real, device=like.device),
-        torch.randn(shape, generator=generator, dtype=real, device=like.device),
-    )
 
 
 class _Base:
@@ -148,7 +139,7 @@ class SenseDataConsistency(_Base):
         self, sigma: float, like: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         # white noise is white in any pixel order, so no shift is needed for z
-        return self.y + sigma * self._forward(_complex_noise(like.shape, like, generator))
+        return self.y + sigma * self._forward(complex_noise(like, generator))
 
 
 class CoilDataConsistency(_Base):
@@ -176,4 +167,4 @@ class CoilDataConsistency(_Base):
     def noised(
         self, sigma: float, like: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
-        return self.y + sigma * self.mask * fft2c(_complex_noise(like.shape, like, generator))
+        return self.y + sigma * self.mask * fft2c(complex_noise(like, generator))

@@ -1,4 +1,4 @@
-"""Noise covariance from a noise scan and prewhitening (the coil axis is 0)."""
+"""Noise: covariance from a noise scan, prewhitening (the coil axis is 0), complex Gaussian noise."""
 
 from __future__ import annotations
 
@@ -49,3 +49,12 @@ def prewhiten(data: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
             f"matrix: expected shape ({c}, {c}) for data with {c} coils, got {tuple(matrix.shape)}"
         )
     return torch.tensordot(matrix.to(data.dtype), data, dims=([1], [0]))
+
+
+def complex_noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Complex Gaussian noise shaped like ``like``, standard deviation 1 per real channel."""
+    real = like.real.dtype
+    return torch.complex(
+        torch.randn(like.shape, generator=generator, dtype=real, device=like.device),
+        torch.randn(like.shape, generator=generator, dtype=real, device=like.device),
+    )

@@ -23,6 +23,7 @@ from diffusion_core.data_consistency import (
     SenseDataConsistency,
 )
 from diffusion_core.denoiser import Denoiser
+from diffusion_core.noise import complex_noise
 from diffusion_core.normalization import magnitude_scale
 from diffusion_core.samplers import (
     SamplerStep,
@@ -31,7 +32,6 @@ from diffusion_core.samplers import (
     sample_score_mri,
     sample_song2022,
 )
-from diffusion_core.samplers.common import complex_noise
 from diffusion_core.validation import require_complex, require_finite
 
 log = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ import torch
 
 from diffusion_core.data_consistency import DataConsistency
 from diffusion_core.denoiser import Denoiser
+from diffusion_core.noise import complex_noise
 from diffusion_core.schedules import validate_sigmas
 
 
@@ -42,15 +43,6 @@ def denoise(denoiser: Denoiser, x: torch.Tensor, sigma: float, step: int) -> tor
             f"denoiser output at step {step} (sigma={sigma:.4g}) contains NaN/Inf; sampling stopped"
         )
     return x0
-
-
-def complex_noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Complex noise shaped like ``like`` with standard deviation 1 per real channel."""
-    real = like.real.dtype
-    return torch.complex(
-        torch.randn(like.shape, generator=generator, dtype=real, device=like.device),
-        torch.randn(like.shape, generator=generator, dtype=real, device=like.device),
-    )
 
 
 def ancestral_step(
