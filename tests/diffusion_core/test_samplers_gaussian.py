@@ -23,8 +23,8 @@ from diffusion_core.classical import cg_sense, zero_filled
 from diffusion_core.data_consistency import CoilDataConsistency, SenseDataConsistency
 from diffusion_core.denoiser import GaussianDenoiser
 from diffusion_core.fft import fft2c
+from diffusion_core.noise import complex_noise
 from diffusion_core.samplers import sample_dds, sample_dps, sample_score_mri, sample_song2022
-from diffusion_core.samplers.common import complex_noise
 
 K = 256
 ALPHA = 1e-3
