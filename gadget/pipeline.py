@@ -133,7 +133,7 @@ def _run(
     maker: ImageMaker,
 ) -> RunSummary:
     """Run ``slices(items) -> reconstruct -> images -> send``; an error in the stream itself ends
-    the run (logged, recorded) after draining what is left of the input."""
+    the run (logged, recorded), and what is left of the input is passed downstream unchanged."""
     summary = RunSummary()
     items = iter(connection)
     try:
@@ -141,17 +141,19 @@ def _run(
     except Exception as error:
         summary.stream_error = f"{type(error).__name__}: {error}"
         log.exception("stream ended early after %d images", summary.images_sent)
-        drain(items)
+        pass_on(items, connection.send)
     return summary
 
 
-def drain(items: Iterator[object]) -> None:
-    """Read what is left of a stream (so the sender is not blocked) until it ends or breaks."""
-    dropped = 0
+def pass_on(items: Iterator[object], send: Callable[[object], None]) -> None:
+    """Send what is left of a stream downstream unchanged (so nothing is lost and the sender is
+    not blocked) until it ends, breaks, or the downstream side is gone."""
+    passed = 0
     try:
-        for _ in items:
-            dropped += 1
+        for item in items:
+            send(item)
+            passed += 1
     except Exception as error:
-        log.debug("stream closed while draining: %s", error)
-    if dropped:
-        log.warning("discarded %d items after the error", dropped)
+        log.debug("stream closed while passing the rest on: %s", error)
+    if passed:
+        log.warning("passed %d unprocessed items downstream after the error", passed)

@@ -1,0 +1,47 @@
+"""The run loop: an error in the stream itself passes the unread rest downstream unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gadget.pipeline import RunSummary, _run
+
+
+class _Connection:
+    def __init__(self, items: list[object]) -> None:
+        self.items = items
+        self.sent: list[object] = []
+
+    def __iter__(self) -> Iterator[object]:
+        return iter(self.items)
+
+    def send(self, item: object) -> None:
+        self.sent.append(item)
+
+
+def _broken_after_two(items: Iterator[object], summary: RunSummary) -> Iterator[object]:
+    next(items), next(items)  # the stream stage consumed two items, then failed
+    raise ValueError("stream stage broke")
+    yield  # pragma: no cover  (makes this a generator)
+
+
+def test_stream_error_passes_the_rest_on_and_is_recorded() -> None:
+    connection = _Connection(["a", "b", "c", "d", "e"])
+    summary = _run(connection, _broken_after_two, reconstructor=None, maker=None)  # type: ignore[arg-type]
+    assert connection.sent == ["c", "d", "e"]
+    assert summary.stream_error == "ValueError: stream stage broke"
+    assert not summary.ok and summary.images_sent == 0
+
+
+def test_pass_on_stops_quietly_when_downstream_is_gone() -> None:
+    from gadget.pipeline import pass_on
+
+    sent: list[object] = []
+
+    def send(item: object) -> None:
+        if len(sent) == 2:
+            raise ConnectionError("downstream closed")
+        sent.append(item)
+
+    pass_on(iter(range(10)), send)
+    assert sent == [0, 1]
