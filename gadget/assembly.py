@@ -83,6 +83,8 @@ class AssembledSlice:
             (calibration mode separate or external), used for the coil maps; otherwise None.
         noise_covariance: (coils, coils) covariance of one sample at the imaging dwell time, or None.
         reference: header of the line closest to the k-space centre (geometry, time stamps).
+        source: the raw items the slice was made of (references, not copies), passed downstream
+            unchanged if the slice cannot be reconstructed.
     """
 
     key: SliceKey
@@ -91,6 +93,7 @@ class AssembledSlice:
     calibration: torch.Tensor | None
     noise_covariance: torch.Tensor | None
     reference: ismrmrd.AcquisitionHeader
+    source: tuple[object, ...] = ()
 
 
 def _check_lines(group: SliceGroup) -> int:
@@ -164,6 +167,7 @@ def assemble(group: SliceGroup, geometry: EncodingGeometry) -> AssembledSlice:
         calibration=placed[1] if has_calibration else None,
         noise_covariance=noise,
         reference=centre.getHead(),
+        source=group.acquisitions,
     )
 
 

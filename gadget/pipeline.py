@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from gadget.assembly import AssemblyError, SliceKey, assemble, group_slices
+from gadget.assembly import AssemblyError, SliceGroup, SliceKey, assemble, group_slices
 from gadget.config import GadgetConfig
 from gadget.geometry import EncodingGeometry
 from gadget.images import ImageMaker
@@ -59,8 +59,10 @@ def each_slice(
     items: Iterable[T],
     key: Callable[[T], SliceKey],
     summary: RunSummary,
+    on_failure: Callable[[T], None] | None = None,
 ) -> Iterator[R]:
-    """Apply ``function`` to each item; log and skip (recording it in ``summary``) any that fail."""
+    """Apply ``function`` to each item; log and skip (recording it in ``summary``) any that fail,
+    handing a failed item to ``on_failure`` (the handlers pass its raw data downstream)."""
     for item in items:
         try:
             yield function(item)
@@ -71,6 +73,8 @@ def each_slice(
             else:
                 log.exception("reconstruction failed, skipping %s", message)
             summary.failed.append(message)
+            if on_failure is not None:
+                on_failure(item)
 
 
 def run_slices(
@@ -88,7 +92,11 @@ def run_slices(
         log.info("slice (%s) reconstructed in %.1f s", assembled.key, time.perf_counter() - started)
         return images
 
-    for images in each_slice(reconstructed, slices, lambda s: s.key, summary):
+    def pass_on_source(assembled: Any) -> None:
+        for item in assembled.source:
+            send(item)
+
+    for images in each_slice(reconstructed, slices, lambda s: s.key, summary, pass_on_source):
         for image in images:
             send(image)
             summary.images_sent += 1
@@ -103,10 +111,16 @@ def run_acquisitions(
 ) -> RunSummary:
     """Reconstruct the raw acquisitions of ``connection`` and send the images back on it."""
 
+    def pass_on_group(group: SliceGroup) -> None:
+        for acquisition in group.acquisitions:
+            connection.send(acquisition)
+
     def slices(items: Iterator[object], summary: RunSummary) -> Iterator[Any]:
         acquisitions = cartesian_acquisitions(items, forward=connection.send)
         groups = group_slices(noise_adjustment(acquisitions))
-        return each_slice(lambda g: assemble(g, geometry), groups, lambda g: g.key, summary)
+        return each_slice(
+            lambda g: assemble(g, geometry), groups, lambda g: g.key, summary, pass_on_group
+        )
 
     return _run(connection, slices, reconstructor, ImageMaker(geometry, config))
 

@@ -182,6 +182,15 @@ def test_nan_samples_fail_that_slice_only(accelerated_file, fast_properties, tmp
     assert result.run.slices_done == 1 and len(result.run.failed) == 1
     assert "repetition=0" in result.run.failed[0] and "non-finite" in result.run.failed[0]
     assert len(_images(tmp_path / "out.h5", 1)) == 1
+    # nothing is lost: the failed slice's lines go downstream unchanged
+    with ismrmrd.Dataset(str(source), "dataset", create_if_needed=False, mode="r") as dataset:
+        lines = [dataset.read_acquisition(i) for i in range(dataset.number_of_acquisitions())]
+    failed_slice = [
+        a
+        for a in lines
+        if a.idx.repetition == 0 and not a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)
+    ]
+    assert result.passed_through == len(failed_slice) > 0
 
 
 @pytest.mark.timeout(120)
