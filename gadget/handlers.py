@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import socket
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 
 from gadget.config import ConfigError, GadgetConfig, config_from_text, config_from_xml
 from gadget.geometry import EncodingGeometry
@@ -35,22 +36,26 @@ def handle_acquisitions(
     Raises ConfigError / HeaderError before reading any data when the configuration or the
     ISMRMRD header cannot be used.
     """
-    _guard_socket(connection)
-    config, geometry = _read_setup(connection)
-    reconstructor = reconstructor or DiffusionReconstructor.from_config(config)
-    summary = run_acquisitions(connection, config, geometry, reconstructor)
-    _log_summary(summary)
-    return summary
+    return _handle(connection, reconstructor, run_acquisitions)
 
 
 def handle_recon_data(
     connection: Connection, reconstructor: Reconstructor | None = None
 ) -> RunSummary:
     """Reconstruct Gadgetron's buffered ReconData (one image set per N, S, LOC of each bit)."""
+    return _handle(connection, reconstructor, run_recon_data)
+
+
+def _handle(
+    connection: Connection,
+    reconstructor: Reconstructor | None,
+    run: Callable[[Connection, GadgetConfig, EncodingGeometry, Reconstructor], RunSummary],
+) -> RunSummary:
+    """Set-up shared by both handlers (validated before any data is read), then ``run``."""
     _guard_socket(connection)
     config, geometry = _read_setup(connection)
     reconstructor = reconstructor or DiffusionReconstructor.from_config(config)
-    summary = run_recon_data(connection, config, geometry, reconstructor)
+    summary = run(connection, config, geometry, reconstructor)
     _log_summary(summary)
     return summary
 
