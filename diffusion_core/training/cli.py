@@ -86,6 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="torch.compile the network for training")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--resume", action="store_true", help="continue from STEM.state.*")
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="fine-tune: start from this checkpoint's weights (e.g. the shipped prior, 'default')",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -124,6 +130,15 @@ def _setup_distributed(requested: str | None) -> torch.device:
         torch.backends.cudnn.benchmark = True
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
+
+
+def _init_path(name: Path | None) -> Path | None:
+    """``default`` names the shipped prior; anything else is a checkpoint path."""
+    if name is not None and str(name) == "default":
+        from diffusion_core.priors import DEFAULT_PRIOR_PATH
+
+        return Path(DEFAULT_PRIOR_PATH)
+    return name
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -183,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
             device=device,
             card=card,
             resume=args.resume,
+            init=_init_path(args.init),
             progress=not args.no_progress,
         )
         if rank == 0:

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from diffusion_core.checkpoint import save_checkpoint
+from diffusion_core.checkpoint import CheckpointError, load_checkpoint, read_card, save_checkpoint
 from diffusion_core.denoiser import PreconditionedDenoiser
 from diffusion_core.networks.unet import UNet, UNetConfig
 from diffusion_core.training.data import DataConfig, SliceBank, sample_batch
@@ -155,6 +155,24 @@ def _update_ema(ema: nn.Module, model: nn.Module, step: int, decay: float) -> No
     torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)
 
 
+def _initialise_from(
+    path: Path, net: nn.Module, ema: nn.Module, net_config: UNetConfig
+) -> tuple[int, float]:
+    """Load checkpoint ``path`` into ``net`` and ``ema``; return its (steps, seconds)."""
+    card = read_card(path)
+    saved = UNetConfig.from_dict(card["architecture"]["config"])
+    if saved != net_config:
+        raise CheckpointError(
+            f"{path}: architecture {saved.to_dict()} differs from the requested {net_config.to_dict()}"
+        )
+    weights = load_checkpoint(path).net.state_dict()
+    net.load_state_dict(weights)
+    ema.load_state_dict(weights)
+    history = card.get("training", {})
+    log.info("initialised from %s (%s steps)", path, history.get("steps", "?"))
+    return int(history.get("steps", 0)), float(history.get("seconds", 0.0))
+
+
 def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -172,12 +190,16 @@ def train(
     device: torch.device | str = "cpu",
     card: dict[str, Any] | None = None,
     resume: bool = False,
+    init: Path | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Train (or resume) a prior; write ``<out>.safetensors/.json`` (EMA) and the training state.
 
     ``card`` is merged into the model card (training data, licenses, command). With ``resume``,
     ``<out>.state.*`` must exist and training continues from its step up to ``config.steps``.
+    With ``init`` (a checkpoint, e.g. the shipped prior), the network and its EMA start from that
+    checkpoint's weights (verified; its architecture must be ``net_config``), the step count and
+    seconds continue from its card and AdamW starts afresh with warm-up: fine-tuning.
     Raises :class:`TrainingDivergedError` on a non-finite loss (nothing is saved after it).
     """
     from tqdm import tqdm
@@ -196,6 +218,23 @@ def train(
         net.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99)
     )
     step, val_loss, elapsed_before, warm_start = 0, math.nan, 0.0, 0
+    if resume and init is not None:
+        raise ValueError(
+            "resume and init: expected at most one (a resumed run has its own weights)"
+        )
+    if init is not None:
+        step, elapsed_before = _initialise_from(Path(init), net, ema.net, net_config)
+        warm_start = step
+        history = read_card(init)
+        card = {
+            **(card or {}),
+            "initialised_from": {
+                "file": Path(init).name,
+                "sha256": history["sha256"],
+                "training": history.get("training", {}),
+                "training_data": history.get("training_data", []),
+            },
+        }
     if resume:
         state = load_training_state(out)
         saved_arch = state.info.get("net_config")

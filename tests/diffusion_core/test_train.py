@@ -104,6 +104,58 @@ def test_resume_refuses_another_architecture(tmp_path: Path) -> None:
         train(*banks, tmp_path / "p", _config(4), other, DATA, resume=True, progress=False)
 
 
+def test_fine_tuning_starts_from_the_checkpoint_and_records_it(tmp_path: Path) -> None:
+    banks = (_bank(16, 0), _bank(8, 1))
+    base = train(*banks, tmp_path / "base", _config(10), TINY, DATA, progress=False)
+    # no steps left: the written checkpoint is the initial one, unchanged
+    same = train(
+        *banks, tmp_path / "a", _config(10), TINY, DATA, init=tmp_path / "base", progress=False
+    )
+    for a, b in zip(base.denoiser.parameters(), same.denoiser.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert same.val_loss == base.val_loss
+    tuned = train(
+        *banks, tmp_path / "b", _config(30), TINY, DATA, init=tmp_path / "base", progress=False
+    )
+    assert tuned.steps == 30
+    fresh = train(*banks, tmp_path / "c", _config(20), TINY, DATA, progress=False)
+    assert tuned.val_loss < fresh.val_loss  # 10 + 20 steps beat 20 from scratch
+    card = json.loads((tmp_path / "b.json").read_text())
+    assert card["training"]["steps"] == 30
+    origin = card["initialised_from"]
+    assert origin["sha256"] == sha256_of(tmp_path / "base.safetensors")
+    assert origin["training"]["steps"] == 10
+
+
+def test_fine_tuning_refuses_another_architecture_or_resume(tmp_path: Path) -> None:
+    from diffusion_core.checkpoint import CheckpointError
+
+    banks = (_bank(16, 0), _bank(8, 1))
+    train(*banks, tmp_path / "p", _config(2), TINY, DATA, progress=False)
+    other = UNetConfig(base_channels=12, channel_mult=(1, 2), attention_levels=(1,))
+    with pytest.raises(CheckpointError, match=r"p\.safetensors: architecture .*base_channels"):
+        train(
+            *banks,
+            tmp_path / "q",
+            _config(4),
+            other,
+            DATA,
+            init=tmp_path / "p.safetensors",
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="at most one"):
+        train(
+            *banks,
+            tmp_path / "p",
+            _config(4),
+            TINY,
+            DATA,
+            resume=True,
+            init=tmp_path / "p",
+            progress=False,
+        )
+
+
 def test_command_line_writes_checkpoint_and_model_card(tmp_path: Path) -> None:
     from diffusion_core.training.cli import main
 
