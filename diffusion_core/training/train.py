@@ -157,8 +157,8 @@ def _update_ema(ema: nn.Module, model: nn.Module, step: int, decay: float) -> No
 
 def _initialise_from(
     path: Path, net: nn.Module, ema: nn.Module, net_config: UNetConfig
-) -> tuple[int, float]:
-    """Load checkpoint ``path`` into ``net`` and ``ema``; return its (steps, seconds)."""
+) -> dict[str, Any]:
+    """Load checkpoint ``path`` (verified) into ``net`` and ``ema``; return its model card."""
     card = read_card(path)
     saved = UNetConfig.from_dict(card["architecture"]["config"])
     if saved != net_config:
@@ -168,9 +168,8 @@ def _initialise_from(
     weights = load_checkpoint(path).net.state_dict()
     net.load_state_dict(weights)
     ema.load_state_dict(weights)
-    history = card.get("training", {})
-    log.info("initialised from %s (%s steps)", path, history.get("steps", "?"))
-    return int(history.get("steps", 0)), float(history.get("seconds", 0.0))
+    log.info("initialised from %s (%s steps)", path, card.get("training", {}).get("steps", "?"))
+    return card
 
 
 def _world() -> tuple[int, int]:
@@ -223,16 +222,17 @@ def train(
             "resume and init: expected at most one (a resumed run has its own weights)"
         )
     if init is not None:
-        step, elapsed_before = _initialise_from(Path(init), net, ema.net, net_config)
-        warm_start = step
-        history = read_card(init)
+        origin = _initialise_from(Path(init), net, ema.net, net_config)
+        history = origin.get("training", {})
+        step = warm_start = int(history.get("steps", 0))
+        elapsed_before = float(history.get("seconds", 0.0))
         card = {
             **(card or {}),
             "initialised_from": {
                 "file": Path(init).name,
-                "sha256": history["sha256"],
-                "training": history.get("training", {}),
-                "training_data": history.get("training_data", []),
+                "sha256": origin["sha256"],
+                "training": history,
+                "training_data": origin.get("training_data", []),
             },
         }
     if resume:
