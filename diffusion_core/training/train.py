@@ -237,6 +237,10 @@ def train(
         }
     if resume:
         state = load_training_state(out)
+        previous = out.with_name(out.name + ".json")
+        if previous.is_file() and "initialised_from" in (history := read_card(previous)):
+            # a resumed fine-tuning run keeps the record of where it started
+            card = {**(card or {}), "initialised_from": history["initialised_from"]}
         saved_arch = state.info.get("net_config")
         if saved_arch is not None and saved_arch != net_config.to_dict():
             raise ValueError(

@@ -125,6 +125,8 @@ def test_fine_tuning_starts_from_the_checkpoint_and_records_it(tmp_path: Path) -
     origin = card["initialised_from"]
     assert origin["sha256"] == sha256_of(tmp_path / "base.safetensors")
     assert origin["training"]["steps"] == 10
+    train(*banks, tmp_path / "b", _config(32), TINY, DATA, resume=True, progress=False)
+    assert json.loads((tmp_path / "b.json").read_text())["initialised_from"] == origin
 
 
 def test_fine_tuning_refuses_another_architecture_or_resume(tmp_path: Path) -> None:
