@@ -27,7 +27,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from diffusion_core.checkpoint import CheckpointError, load_checkpoint, read_card, save_checkpoint
+from diffusion_core.checkpoint import (
+    CheckpointError,
+    checkpoint_paths,
+    load_checkpoint,
+    read_card,
+    save_checkpoint,
+)
 from diffusion_core.denoiser import PreconditionedDenoiser
 from diffusion_core.networks.unet import UNet, UNetConfig
 from diffusion_core.training.data import DataConfig, SliceBank, sample_batch
@@ -237,10 +243,10 @@ def train(
         }
     if resume:
         state = load_training_state(out)
-        previous = out.with_name(out.name + ".json")
-        if previous.is_file() and "initialised_from" in (history := read_card(previous)):
+        _, card_path = checkpoint_paths(out)
+        if card_path.is_file() and "initialised_from" in (previous := read_card(card_path)):
             # a resumed fine-tuning run keeps the record of where it started
-            card = {**(card or {}), "initialised_from": history["initialised_from"]}
+            card = {**(card or {}), "initialised_from": previous["initialised_from"]}
         saved_arch = state.info.get("net_config")
         if saved_arch is not None and saved_arch != net_config.to_dict():
             raise ValueError(
