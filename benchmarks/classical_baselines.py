@@ -15,44 +15,31 @@ import argparse
 import logging
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from diffusion_core.classical import cg_sense, l1_wavelet, zero_filled
-from diffusion_core.espirit import espirit_maps
-from diffusion_core.masks import poisson_disc_mask, random_columns_mask
-from diffusion_core.metrics import psnr, ssim
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-DATA = (
-    Path(__file__).resolve().parents[1]
-    / ".."
-    / "shared"
-    / "data"
-    / "eval"
-    / "brain8ch_full_c_y_x.npy"
-)
+from benchmarks.prior_quality import EVAL as DATA  # noqa: E402
+from benchmarks.prior_quality import Row  # noqa: E402  (the row of every quality table)
+from diffusion_core.classical import cg_sense, l1_wavelet, zero_filled  # noqa: E402
+from diffusion_core.espirit import espirit_maps  # noqa: E402
+from diffusion_core.masks import poisson_disc_mask, random_columns_mask  # noqa: E402
+from diffusion_core.metrics import psnr, ssim  # noqa: E402
+
 L1_WEIGHTS = (0.0005, 0.001, 0.002, 0.005, 0.01)
 CG_WEIGHTS = (0.0, 0.01, 0.05, 0.1)
 BART_L1_WEIGHTS = ("0.001", "0.002", "0.005", "0.01", "0.02")
 BART_L2_WEIGHTS = ("0", "0.01", "0.05", "0.1")
 
 log = logging.getLogger("classical_baselines")
-
-
-@dataclass(frozen=True)
-class Row:
-    case: str
-    method: str
-    psnr: float
-    ssim: float
-    seconds: float
-    weight: str = ""
 
 
 def timed(
@@ -157,7 +144,7 @@ def main() -> None:
     print(f"{'case':<24} {'method':<26} {'PSNR dB':>8} {'SSIM':>6} {'seconds':>8}  weight")
     for r in rows:
         quality = f"{r.psnr:8.2f} {r.ssim:6.3f}" if np.isfinite(r.psnr) else f"{'-':>8} {'-':>6}"
-        print(f"{r.case:<24} {r.method:<26} {quality} {r.seconds:8.2f}  {r.weight}")
+        print(f"{r.case:<24} {r.method:<26} {quality} {r.seconds:8.2f}  {r.setting}")
     if not have_bart:
         print("(bart not installed: BART rows skipped)")
 
