@@ -7,6 +7,10 @@ subprocess so that peak memory is its own.
 
     python benchmarks/sampler_speed.py               # all samplers
     python benchmarks/sampler_speed.py --runs 3 --samplers dds
+    python benchmarks/sampler_speed.py --device cuda --size 320 --coils 15 --samplers dds dds+bf16
+
+Up to 8 coils the slice is the real 8-coil brain (ESPIRiT maps); more coils are simulated: the
+brain's root-sum-of-squares image times smooth ring-coil sensitivities (the same operator sizes).
 """
 
 from __future__ import annotations
@@ -37,30 +41,40 @@ SETTINGS = {
 
 
 def _slice(size: int = 256, coils: int = 8):
-    """The 8-coil ESPIRiT brain, zero-padded in k-space to size x size, R=4 random columns (ACS 20)."""
+    """The 8-coil brain zero-padded in k-space to size x size, R=4 random columns (ACS 20), maps.
+
+    More than 8 coils: the brain's root-sum-of-squares image with simulated ring-coil maps.
+    """
     import numpy as np
 
+    from benchmarks.prior_quality import EVAL, simulated_maps
     from diffusion_core.espirit import espirit_maps
+    from diffusion_core.fft import fft2c, ifft2c
     from diffusion_core.masks import random_columns_mask
 
-    path = ROOT.parent / "shared" / "data" / "eval" / "brain8ch_full_c_y_x.npy"
-    k = torch.from_numpy(np.load(path)).to(torch.complex64)[:coils]
+    k = torch.from_numpy(np.load(EVAL)).to(torch.complex64)
     c, ny, nx = k.shape
+    if size < max(ny, nx):
+        raise SystemExit(f"--size {size}: expected at least the brain's matrix, {max(ny, nx)}")
     full = torch.zeros(c, size, size, dtype=torch.complex64)
     oy, ox = (size - ny) // 2, (size - nx) // 2
     full[:, oy : oy + ny, ox : ox + nx] = k
     mask = random_columns_mask((size, size), 4.0, 20, seed=0)
-    kspace = full * mask
-    return kspace, mask, espirit_maps(kspace, mask)
+    if coils <= c:
+        kspace = full[:coils] * mask
+        return kspace, mask, espirit_maps(kspace, mask)
+    maps = simulated_maps((size, size), coils)
+    rss = ifft2c(full).abs().pow(2).sum(0).sqrt().to(torch.complex64)
+    return fft2c(maps * rss) * mask, mask, maps
 
 
-def _one(name: str, runs: int) -> dict:
+def _one(name: str, runs: int, size: int, coils: int, device: str) -> dict:
     from diffusion_core.denoiser import PreconditionedDenoiser
     from diffusion_core.networks import UNet, UNetConfig
     from diffusion_core.reconstruct import ReconConfig, reconstruct
 
-    kspace, mask, maps = _slice()
-    net = UNet(UNetConfig(), generator=torch.Generator().manual_seed(0)).eval()
+    kspace, mask, maps = (t.to(device) for t in _slice(size, coils))
+    net = UNet(UNetConfig(), generator=torch.Generator().manual_seed(0)).eval().to(device)
     for p in net.parameters():
         p.requires_grad_(False)
     sampler = name.removesuffix("+bf16")
@@ -69,9 +83,15 @@ def _one(name: str, runs: int) -> dict:
 
     def timed(k: int) -> float:
         cfg = ReconConfig(sampler=sampler, nfe=nfe, num_samples=k)
+        generator = torch.Generator(device=device).manual_seed(0)
         t = time.perf_counter()
-        reconstruct(kspace, mask, den, cfg, maps=maps, generator=torch.Generator().manual_seed(0))
+        reconstruct(kspace, mask, den, cfg, maps=maps, generator=generator)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
         return time.perf_counter() - t
+
+    if device.startswith("cuda"):
+        timed(1)  # CUDA context, cuFFT plans and kernel selection
 
     one = [timed(1) for _ in range(runs)]
     two = timed(2)
@@ -88,7 +108,11 @@ def _one(name: str, runs: int) -> dict:
         "paper_nfe": paper_nfe,
         "s_at_paper_nfe": med / real_nfe * paper_nfe,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": (
+            torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else 0.0
+        ),
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
     }
 
 
@@ -98,10 +122,13 @@ def main() -> None:
     )
     ap.add_argument("--samplers", nargs="*", default=list(SETTINGS))
     ap.add_argument("--runs", type=int, default=3, help="runs of K=1 for the median")
+    ap.add_argument("--size", type=int, default=256, help="matrix size (square)")
+    ap.add_argument("--coils", type=int, default=8, help="receive coils (> 8: simulated maps)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(_one(args.one, args.runs)))
+        print(json.dumps(_one(args.one, args.runs, args.size, args.coils, args.device)))
         return
     rows = []
     for s in args.samplers:
@@ -113,6 +140,7 @@ def main() -> None:
                 s,
                 "--runs",
                 str(args.runs if s.startswith("dds") else 1),
+                *("--size", str(args.size), "--coils", str(args.coils), "--device", args.device),
             ],
             check=True,
             capture_output=True,
@@ -121,14 +149,17 @@ def main() -> None:
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"done {s}", file=sys.stderr)
     head = f"{'sampler':15s} {'NFE':>5s} {'s/slice':>8s} {'s/extra':>8s} {'s/NFE':>6s} {'paper NFE':>9s} {'s@paper':>8s} {'peak MB':>8s}"
+    where = rows[0]["device"] if args.device != "cpu" else f"{rows[0]['threads']} CPU threads"
+    memory = "peak_gpu_mb" if args.device != "cpu" else "peak_rss_mb"
     print(
-        f"256x256, 8 coils, default U-Net ({rows[0]['threads']} threads), maps given, median of runs"
+        f"{args.size}x{args.size}, {args.coils} coils, default U-Net ({where}), maps given, "
+        f"median of runs{'' if memory == 'peak_rss_mb' else ', peak MB = CUDA memory allocated'}"
     )
     print(head)
     for r in rows:
         print(
             f"{r['sampler']:15s} {r['nfe']:5d} {r['s_per_slice']:8.2f} {r['s_extra_sample']:8.2f} "
-            f"{r['s_per_nfe']:6.3f} {r['paper_nfe']:9d} {r['s_at_paper_nfe']:8.0f} {r['peak_rss_mb']:8.0f}"
+            f"{r['s_per_nfe']:6.3f} {r['paper_nfe']:9d} {r['s_at_paper_nfe']:8.0f} {r[memory]:8.0f}"
         )
 
 
