@@ -149,11 +149,12 @@ def main() -> None:
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"done {s}", file=sys.stderr)
     head = f"{'sampler':15s} {'NFE':>5s} {'s/slice':>8s} {'s/extra':>8s} {'s/NFE':>6s} {'paper NFE':>9s} {'s@paper':>8s} {'peak MB':>8s}"
-    where = rows[0]["device"] if args.device != "cpu" else f"{rows[0]['threads']} CPU threads"
-    memory = "peak_gpu_mb" if args.device != "cpu" else "peak_rss_mb"
+    on_gpu = args.device.startswith("cuda")
+    where = rows[0]["device"] if on_gpu else f"{rows[0]['threads']} CPU threads"
+    memory = "peak_gpu_mb" if on_gpu else "peak_rss_mb"
     print(
         f"{args.size}x{args.size}, {args.coils} coils, default U-Net ({where}), maps given, "
-        f"median of runs{'' if memory == 'peak_rss_mb' else ', peak MB = CUDA memory allocated'}"
+        f"median of runs{', peak MB = CUDA memory allocated' if on_gpu else ''}"
     )
     print(head)
     for r in rows:

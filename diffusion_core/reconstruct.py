@@ -63,8 +63,9 @@ class ReconConfig:
     # DPS step size. 10 on the real 8-coil brain at R=4 (one sample, shipped prior): 13.7 dB at
     # zeta=1, 25.0 at 5, 30.1 at 10, 29.7 at 20 (50 NFE); 32.5 dB at 10 with 100 NFE.
     zeta: float = 10.0
-    # DDS stochasticity (DDIM eta). 1.0 beat 0.8 on the shipped prior (H100, 8 samples, 50 NFE,
-    # benchmarks/prior_quality.md): R=4 +0.12 dB, R=8 +0.28, Poisson -0.02, held-out FLAIR +0.22.
+    # DDS stochasticity (DDIM eta; sample_dds's own default stays 0.8). 1.0 beat or matched 0.8
+    # with the shipped prior (H100, 8 samples, 50 NFE, benchmarks/prior_quality.md): R=4 +0.12 dB,
+    # R=8 +0.28, Poisson -0.02, held-out FLAIR +0.22.
     eta: float = 1.0
     # DDS trust in the data relative to the denoiser. 3 beat 1 on every case of
     # benchmarks/prior_quality.md with the shipped prior (R=4 +0.44 dB, R=8 +0.11, Poisson +0.56,
