@@ -149,9 +149,13 @@ def _check_tensors(weights_path: Path, net: nn.Module, tensors: dict[str, torch.
 
 
 def load_checkpoint(
-    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+    path: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    *,
+    autocast_bf16: bool = False,
 ) -> PreconditionedDenoiser:
-    """The denoiser of a checkpoint (stem, ``.safetensors`` or ``.json``), on ``device``, in eval mode.
+    """The denoiser of a checkpoint (stem, ``.safetensors`` or ``.json``), on ``device``, in eval mode;
+    ``autocast_bf16`` runs its network under bfloat16 autocast (the weights stay float32).
 
     Raises :class:`CheckpointError` naming the file when the card is missing or malformed, the
     weights' SHA-256 differs from the card's, or the tensors do not match the card's architecture.
@@ -182,6 +186,8 @@ def load_checkpoint(
     _check_tensors(weights_path, net, tensors)
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
     denoiser = PreconditionedDenoiser(
-        net, sigma_data=float(card["denoiser"].get("sigma_data", 0.5))
+        net,
+        sigma_data=float(card["denoiser"].get("sigma_data", 0.5)),
+        autocast_bf16=autocast_bf16,
     )
     return denoiser.to(device).eval()

@@ -42,6 +42,9 @@ def _recon_options(parser: argparse.ArgumentParser) -> None:
         help="prior .safetensors (default: the shipped prior)",
     )
     group.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
+    group.add_argument(
+        "--bf16", action="store_true", help="network under bfloat16 autocast (faster on some CPUs)"
+    )
     group.add_argument("--seed", type=int, default=defaults.seed)
     group.add_argument(
         "--coil-compression",
@@ -71,6 +74,7 @@ def _config(args: argparse.Namespace) -> GadgetConfig:
         cg_iters=args.cg_iters,
         checkpoint=args.checkpoint,
         device=args.device,
+        bf16=args.bf16,
         seed=args.seed,
         coil_compression=args.coil_compression,
         send_complex=args.complex,

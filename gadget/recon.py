@@ -69,11 +69,11 @@ class DiffusionReconstructor:
         if config.checkpoint:
             from diffusion_core.checkpoint import load_checkpoint
 
-            denoiser = load_checkpoint(config.checkpoint, device=device)
+            denoiser = load_checkpoint(config.checkpoint, device=device, autocast_bf16=config.bf16)
         else:
             from diffusion_core.priors import load_default_prior
 
-            denoiser = load_default_prior(device=device)
+            denoiser = load_default_prior(device=device, autocast_bf16=config.bf16)
         log.info("prior loaded on %s (%s)", device, config.checkpoint or "shipped default prior")
         return cls(denoiser, config, device, progress)
 

@@ -17,8 +17,11 @@ if TYPE_CHECKING:
 DEFAULT_PRIOR_PATH = Path(__file__).with_name("default.safetensors")
 
 
-def load_default_prior(device: str | torch.device = "cpu") -> PreconditionedDenoiser:
-    """The shipped prior as a :class:`~diffusion_core.denoiser.PreconditionedDenoiser` on ``device``."""
+def load_default_prior(
+    device: str | torch.device = "cpu", *, autocast_bf16: bool = False
+) -> PreconditionedDenoiser:
+    """The shipped prior as a :class:`~diffusion_core.denoiser.PreconditionedDenoiser` on ``device``
+    (``autocast_bf16``: its network under bfloat16 autocast)."""
     from diffusion_core.checkpoint import load_checkpoint
 
-    return load_checkpoint(DEFAULT_PRIOR_PATH, device=device)
+    return load_checkpoint(DEFAULT_PRIOR_PATH, device=device, autocast_bf16=autocast_bf16)

@@ -31,7 +31,9 @@ def test_legacy_name_value_children_are_accepted() -> None:
 
 
 def test_properties_round_trip_through_xml() -> None:
-    config = GadgetConfig(sampler="song", nfe=3, coil_compression=4, send_uncertainty=False)
+    config = GadgetConfig(
+        sampler="song", nfe=3, coil_compression=4, send_uncertainty=False, bf16=True
+    )
     assert config_from_text(ET.tostring(config.to_xml())) == config
 
 

@@ -211,6 +211,23 @@ def test_coil_compression_property(accelerated_file, fast_properties, tmp_path) 
     assert result.run.ok and result.run.images_sent == 4
 
 
+@pytest.mark.timeout(120)
+def test_bf16_option_runs_the_network_in_bfloat16(
+    accelerated_file, fast_properties, tmp_path
+) -> None:
+    """``--bf16`` (the gadget property ``bf16``) reaches the network: same seed, an image that is
+    close to the float32 one but not bit-identical."""
+    plain, low = tmp_path / "fp32.h5", tmp_path / "bf16.h5"
+    replay(accelerated_file, plain, GadgetConfig.from_properties(fast_properties), progress=False)
+    assert (
+        main(["replay", str(accelerated_file), str(low), "--bf16", *_cli_options(fast_properties)])
+        == 0
+    )
+    for a, b in zip(_images(plain, 1), _images(low, 1), strict=True):
+        rel = np.linalg.norm(a.data - b.data) / np.linalg.norm(a.data)
+        assert 0 < rel < 0.05, rel
+
+
 def test_train_subcommand_hands_over_to_the_training_cli(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--help"])
