@@ -29,6 +29,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from diffusion_core.reconstruct import ReconConfig  # noqa: E402
+
 # NFE used here, and the NFE of the paper's setting (for the extrapolated column)
 SETTINGS = {
     "dds": (50, 50),  # Chung, Lee, Ye 2024: 49-100 NFE
@@ -68,10 +70,10 @@ def _slice(size: int = 256, coils: int = 8):
     return fft2c(maps * rss) * mask, mask, maps
 
 
-def _one(name: str, runs: int, size: int, coils: int, device: str) -> dict:
+def _one(name: str, runs: int, size: int, coils: int, device: str, cg_iters: int) -> dict:
     from diffusion_core.denoiser import PreconditionedDenoiser
     from diffusion_core.networks import UNet, UNetConfig
-    from diffusion_core.reconstruct import ReconConfig, reconstruct
+    from diffusion_core.reconstruct import reconstruct
 
     kspace, mask, maps = (t.to(device) for t in _slice(size, coils))
     net = UNet(UNetConfig(), generator=torch.Generator().manual_seed(0)).eval().to(device)
@@ -82,7 +84,7 @@ def _one(name: str, runs: int, size: int, coils: int, device: str) -> dict:
     nfe, paper_nfe = SETTINGS[name]
 
     def timed(k: int) -> float:
-        cfg = ReconConfig(sampler=sampler, nfe=nfe, num_samples=k)
+        cfg = ReconConfig(sampler=sampler, nfe=nfe, num_samples=k, cg_iters=cg_iters)
         generator = torch.Generator(device=device).manual_seed(0)
         t = time.perf_counter()
         reconstruct(kspace, mask, den, cfg, maps=maps, generator=generator)
@@ -125,10 +127,18 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256, help="matrix size (square)")
     ap.add_argument("--coils", type=int, default=8, help="receive coils (> 8: simulated maps)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument(
+        "--cg-iters",
+        type=int,
+        default=ReconConfig().cg_iters,
+        help="CG iterations per data-consistency step",
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(_one(args.one, args.runs, args.size, args.coils, args.device)))
+        print(
+            json.dumps(_one(args.one, args.runs, args.size, args.coils, args.device, args.cg_iters))
+        )
         return
     rows = []
     for s in args.samplers:
@@ -141,6 +151,7 @@ def main() -> None:
                 "--runs",
                 str(args.runs if s.startswith("dds") else 1),
                 *("--size", str(args.size), "--coils", str(args.coils), "--device", args.device),
+                *("--cg-iters", str(args.cg_iters)),
             ],
             check=True,
             capture_output=True,
@@ -154,6 +165,7 @@ def main() -> None:
     memory = "peak_gpu_mb" if on_gpu else "peak_rss_mb"
     print(
         f"{args.size}x{args.size}, {args.coils} coils, default U-Net ({where}), maps given, "
+        f"cg_iters {args.cg_iters}, "
         f"median of runs{', peak MB = CUDA memory allocated' if on_gpu else ''}"
     )
     print(head)

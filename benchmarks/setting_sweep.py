@@ -7,6 +7,11 @@ one row, all from the same seed, so the rows differ only by the setting.
     python benchmarks/setting_sweep.py --sampler dds --samples 2 --vary dc_scale 3 10 30 --vary cg_iters 5 15
     python benchmarks/setting_sweep.py --sampler dps --cases "R=4" --samples 1 --vary nfe 50 --vary zeta 1 5 10 20
     python benchmarks/setting_sweep.py --checkpoint other.safetensors --vary nfe 50   # compare priors
+    python benchmarks/setting_sweep.py --samples 8 --seeds 0 1 2 3 4 --vary cg_iters 5 10
+
+With several ``--seeds`` every seed draws new masks (and sampler noise); after the rows a summary
+gives, per case and setting, the median PSNR over the seeds and the median, smallest and largest
+difference to L1-wavelet on the same mask (one mask is a noisy measurement of a method's quality).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import dataclasses
 import itertools
 import logging
+import statistics
 import sys
 from pathlib import Path
 
@@ -26,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.prior_quality import (  # noqa: E402
     EVAL,
     HELD_OUT,
+    Case,
+    Row,
     classical_rows,
     eval_brain_cases,
     held_out_case,
@@ -80,37 +88,82 @@ def main() -> None:
     )
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_PRIOR_PATH)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bf16", action="store_true", help="network under bfloat16 autocast")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="mask and sampler seeds (one run each)"
+    )
     args = p.parse_args()
     if any(len(v) < 2 for v in args.vary):
         raise SystemExit("--vary: expected a field name and at least one value")
     grid = settings(args.vary) or [{}]
     device = torch.device(args.device)
-    denoiser = load_checkpoint(args.checkpoint, device=device).requires_grad_(False)
-    cases = eval_brain_cases(EVAL, seed=args.seed)
-    if any(c.startswith("held-out") for c in args.cases) and HELD_OUT.is_file():
-        cases.append(held_out_case(HELD_OUT, seed=args.seed))
-    cases = [c for c in cases if any(c.name.startswith(prefix) for prefix in args.cases)]
-    if not cases:
-        raise SystemExit(f"--cases {args.cases}: no case name starts with these")
+    denoiser = load_checkpoint(args.checkpoint, device=device, autocast_bf16=args.bf16)
+    denoiser.requires_grad_(False)
     rows = []
-    for case in cases:
-        maps = espirit_maps(case.kspace, case.mask)
-        classical, _ = classical_rows(case, maps)
-        rows += [r for r in classical if r.method == "L1-wavelet"]
-        for setting in grid:
-            config = ReconConfig(sampler=args.sampler, num_samples=args.samples, **setting)  # type: ignore[arg-type]
-            row, _, _ = sampler_row(case, maps, denoiser, config, device, args.seed)
-            label = " ".join(f"{k}={v}" for k, v in setting.items())
-            calibration = row.within_2std if args.samples > 1 else float("nan")  # no std from K=1
-            rows.append(
-                dataclasses.replace(
-                    row, setting=f"{label} K={args.samples}", within_2std=calibration
+    for seed in args.seeds:
+        for case in seed_cases(args.cases, seed):
+            maps = espirit_maps(case.kspace, case.mask)
+            classical, _ = classical_rows(case, maps)
+            rows += [
+                dataclasses.replace(r, setting=f"{r.setting} seed={seed}")
+                for r in classical
+                if r.method == "L1-wavelet"
+            ]
+            for setting in grid:
+                config = ReconConfig(sampler=args.sampler, num_samples=args.samples, **setting)  # type: ignore[arg-type]
+                row, _, _ = sampler_row(case, maps, denoiser, config, device, seed)
+                label = " ".join(f"{k}={v}" for k, v in setting.items())
+                calibration = (
+                    row.within_2std if args.samples > 1 else float("nan")
+                )  # no std from K=1
+                rows.append(
+                    dataclasses.replace(
+                        row,
+                        setting=f"{label} K={args.samples} seed={seed}".strip(),
+                        within_2std=calibration,
+                    )
                 )
-            )
-            logging.info("%s %s: %.2f dB", case.name, label, row.psnr)
-    print(f"checkpoint: {args.checkpoint}")
+                logging.info("%s %s seed %d: %.2f dB", case.name, label, seed, row.psnr)
+    print(f"checkpoint: {args.checkpoint}{' (bf16 autocast)' if args.bf16 else ''}")
     print_table(rows)
+    if len(args.seeds) > 1:
+        print_seed_summary(rows)
+
+
+def seed_cases(prefixes: list[str], seed: int) -> list[Case]:
+    """The prior_quality cases (masks drawn with ``seed``) whose names start with a prefix."""
+    cases = eval_brain_cases(EVAL, seed=seed)
+    if any(c.startswith("held-out") for c in prefixes) and HELD_OUT.is_file():
+        cases.append(held_out_case(HELD_OUT, seed=seed))
+    cases = [c for c in cases if any(c.name.startswith(prefix) for prefix in prefixes)]
+    if not cases:
+        raise SystemExit(f"--cases {prefixes}: no case name starts with these")
+    return cases
+
+
+def _without_seed(setting: str) -> tuple[str, int]:
+    label, _, seed = setting.rpartition("seed=")
+    return label.strip(), int(seed)
+
+
+def print_seed_summary(rows: list[Row]) -> None:
+    """Per case and setting: median PSNR over the seeds, and PSNR minus L1-wavelet's on the same
+    mask (median, smallest, largest)."""
+    l1 = {(r.case, _without_seed(r.setting)[1]): r.psnr for r in rows if r.method == "L1-wavelet"}
+    groups: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for r in rows:
+        label, seed = _without_seed(r.setting)
+        name = "L1-wavelet (best weight per mask)" if r.method == "L1-wavelet" else label
+        groups.setdefault((r.case, name), []).append((r.psnr, r.psnr - l1[(r.case, seed)]))
+    print()
+    print("| case | setting | seeds | median PSNR dB | median - L1 | min - L1 | max - L1 |")
+    print("|---|---|---|---|---|---|---|")
+    for (case, name), values in groups.items():
+        psnrs, gains = [v[0] for v in values], [v[1] for v in values]
+        print(
+            f"| {case} | {name} | {len(values)} | {statistics.median(psnrs):.2f} | "
+            f"{statistics.median(gains):+.2f} | {min(gains):+.2f} | {max(gains):+.2f} |"
+        )
 
 
 if __name__ == "__main__":
