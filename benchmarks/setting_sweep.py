@@ -6,7 +6,7 @@ one row, all from the same seed, so the rows differ only by the setting.
 
     python benchmarks/setting_sweep.py --sampler dds --samples 2 --vary dc_scale 3 10 30 --vary cg_iters 5 15
     python benchmarks/setting_sweep.py --sampler dps --cases "R=4" --samples 1 --vary nfe 50 --vary zeta 1 5 10 20
-    python benchmarks/setting_sweep.py --checkpoint other.safetensors --vary nfe 50   # compare priors
+    python benchmarks/setting_sweep.py --checkpoint default other.safetensors --vary nfe 50   # compare priors
     python benchmarks/setting_sweep.py --samples 8 --seeds 0 1 2 3 4 --vary cg_iters 5 10
 
 With several ``--seeds`` every seed draws new masks (and sampler noise); after the rows a summary
@@ -41,6 +41,7 @@ from benchmarks.prior_quality import (  # noqa: E402
     sampler_row,
 )
 from diffusion_core.checkpoint import load_checkpoint  # noqa: E402
+from diffusion_core.denoiser import PreconditionedDenoiser  # noqa: E402
 from diffusion_core.espirit import espirit_maps  # noqa: E402
 from diffusion_core.priors import DEFAULT_PRIOR_PATH  # noqa: E402
 from diffusion_core.reconstruct import SAMPLERS, ReconConfig  # noqa: E402
@@ -86,7 +87,12 @@ def main() -> None:
     p.add_argument(
         "--cases", nargs="+", default=["R=4", "R=8 1D"], help="case name prefixes ('held-out' too)"
     )
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_PRIOR_PATH)
+    p.add_argument(
+        "--checkpoint",
+        nargs="+",
+        default=["default"],
+        help="priors to compare on the same masks ('default': the shipped prior)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--bf16", action="store_true", help="network under bfloat16 autocast")
     p.add_argument(
@@ -97,8 +103,7 @@ def main() -> None:
         raise SystemExit("--vary: expected a field name and at least one value")
     grid = settings(args.vary) or [{}]
     device = torch.device(args.device)
-    denoiser = load_checkpoint(args.checkpoint, device=device, autocast_bf16=args.bf16)
-    denoiser.requires_grad_(False)
+    priors = {name: _load(name, device, args.bf16) for name in args.checkpoint}
     rows = []
     for seed in args.seeds:
         for case in seed_cases(args.cases, seed):
@@ -109,10 +114,12 @@ def main() -> None:
                 for r in classical
                 if r.method == "L1-wavelet"
             ]
-            for setting in grid:
+            for (name, denoiser), setting in itertools.product(priors.items(), grid):
                 config = ReconConfig(sampler=args.sampler, num_samples=args.samples, **setting)  # type: ignore[arg-type]
                 row, _, _ = sampler_row(case, maps, denoiser, config, device, seed)
                 label = " ".join(f"{k}={v}" for k, v in setting.items())
+                if len(priors) > 1:
+                    label = f"prior={Path(name).stem} {label}"
                 calibration = (
                     row.within_2std if args.samples > 1 else float("nan")
                 )  # no std from K=1
@@ -124,10 +131,16 @@ def main() -> None:
                     )
                 )
                 logging.info("%s %s seed %d: %.2f dB", case.name, label, seed, row.psnr)
-    print(f"checkpoint: {args.checkpoint}{' (bf16 autocast)' if args.bf16 else ''}")
+    print(f"checkpoints: {', '.join(args.checkpoint)}{' (bf16 autocast)' if args.bf16 else ''}")
     print_table(rows)
     if len(args.seeds) > 1:
         print_seed_summary(rows)
+
+
+def _load(name: str, device: torch.device, bf16: bool) -> PreconditionedDenoiser:
+    path = DEFAULT_PRIOR_PATH if name == "default" else Path(name)
+    denoiser = load_checkpoint(path, device=device, autocast_bf16=bf16)
+    return denoiser.requires_grad_(False)
 
 
 def seed_cases(prefixes: list[str], seed: int) -> list[Case]:
