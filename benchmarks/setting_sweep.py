@@ -43,7 +43,7 @@ from benchmarks.prior_quality import (  # noqa: E402
 from diffusion_core.checkpoint import load_checkpoint  # noqa: E402
 from diffusion_core.denoiser import PreconditionedDenoiser  # noqa: E402
 from diffusion_core.espirit import espirit_maps  # noqa: E402
-from diffusion_core.priors import DEFAULT_PRIOR_PATH  # noqa: E402
+from diffusion_core.priors import prior_path  # noqa: E402
 from diffusion_core.reconstruct import SAMPLERS, ReconConfig  # noqa: E402
 
 # sampler and num_samples have their own options
@@ -138,8 +138,7 @@ def main() -> None:
 
 
 def _load(name: str, device: torch.device, bf16: bool) -> PreconditionedDenoiser:
-    path = DEFAULT_PRIOR_PATH if name == "default" else Path(name)
-    denoiser = load_checkpoint(path, device=device, autocast_bf16=bf16)
+    denoiser = load_checkpoint(prior_path(name), device=device, autocast_bf16=bf16)
     return denoiser.requires_grad_(False)
 
 

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 DEFAULT_PRIOR_PATH = Path(__file__).with_name("default.safetensors")
 
 
+def prior_path(name: str | Path) -> Path:
+    """``default`` names the shipped prior; anything else is a checkpoint path."""
+    return DEFAULT_PRIOR_PATH if str(name) == "default" else Path(name)
+
+
 def load_default_prior(
     device: str | torch.device = "cpu", *, autocast_bf16: bool = False
 ) -> PreconditionedDenoiser:

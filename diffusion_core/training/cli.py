@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from diffusion_core.networks.unet import UNetConfig
+from diffusion_core.priors import prior_path
 from diffusion_core.training.data import (
     DataConfig,
     find_sources,
@@ -132,15 +133,6 @@ def _setup_distributed(requested: str | None) -> torch.device:
     return torch.device("cpu")
 
 
-def _init_path(name: Path | None) -> Path | None:
-    """``default`` names the shipped prior; anything else is a checkpoint path."""
-    if name is not None and str(name) == "default":
-        from diffusion_core.priors import DEFAULT_PRIOR_PATH
-
-        return Path(DEFAULT_PRIOR_PATH)
-    return name
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -198,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
             device=device,
             card=card,
             resume=args.resume,
-            init=_init_path(args.init),
+            init=None if args.init is None else prior_path(args.init),
             progress=not args.no_progress,
         )
         if rank == 0:
