@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from diffusion_core.metrics import nmse, psnr, ssim
+from diffusion_core.metrics import nmse, object_region, psnr, ssim
 
 
 def test_psnr_and_nmse_hand_computed_with_best_scalar_fit():
@@ -50,3 +50,36 @@ def test_batched_psnr_is_the_mean_over_images_and_shape_error():
     assert nmse(ref, img) == pytest.approx(nmse(ref[1], img[1]) / 2)
     with pytest.raises(ValueError, match="img: expected the shape of ref"):
         psnr(ref, img[:, :4])
+
+
+def test_psnr_over_a_region_keeps_the_whole_image_fit_and_peak():
+    ref = torch.tensor([[0.0, 2.0], [1.0, 1.0]])
+    img = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    region = object_region(ref, 0.4)  # |ref| > 0.8: the three non-zero pixels
+    assert region.tolist() == [[False, True], [True, True]]
+    # fit a = 4/3 over the whole image; residuals on the region (-2/3, 1/3, 1/3): MSE 2/9, peak 2
+    assert psnr(ref, img, region) == pytest.approx(10 * math.log10(4 / (2 / 9)))
+    assert psnr(ref, img, np.ones((2, 2), bool)) == pytest.approx(psnr(ref, img))
+    # a background error leaves the object's PSNR as it was (up to the fit)
+    g = torch.Generator().manual_seed(0)
+    obj = torch.zeros(32, 32)
+    obj[8:24, 8:24] = 1 + torch.rand(16, 16, generator=g)
+    noisy_bg = obj + 0.2 * (obj == 0) * torch.rand(32, 32, generator=g)
+    inside = object_region(obj)
+    assert psnr(obj, noisy_bg, inside) > psnr(obj, noisy_bg) + 5
+    dented = obj.clone()
+    dented[12, 12] += 0.5
+    batch = torch.stack([obj, obj])
+    assert psnr(batch, torch.stack([noisy_bg, dented]), inside) == pytest.approx(
+        psnr(obj, noisy_bg, inside) / 2 + psnr(obj, dented, inside) / 2
+    )
+
+
+def test_psnr_region_errors_name_the_region():
+    ref = torch.ones(8, 8)
+    with pytest.raises(ValueError, match="region: expected a boolean mask"):
+        psnr(ref, ref, np.ones((8, 8)))
+    with pytest.raises(ValueError, match="region: expected a shape that broadcasts"):
+        psnr(ref, ref, np.ones((4, 4), bool))
+    with pytest.raises(ValueError, match="region: expected at least one pixel"):
+        psnr(ref, ref, np.zeros((8, 8), bool))
