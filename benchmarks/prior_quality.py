@@ -200,7 +200,7 @@ def within_2std(ref: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> flo
     """
     r, m, s = ref.abs().double(), mean.abs().double(), std.double()
     a = float((m * r).sum() / (m * m).sum().clamp_min(1e-30))
-    inside = torch.from_numpy(object_region(r))
+    inside = torch.from_numpy(object_region(ref))
     return float(((a * m - r).abs() <= 2 * a * s)[inside].double().mean())
 
 

@@ -19,16 +19,18 @@ import numpy as np
 import torch
 
 
+def _abs(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """|x| as a float64 array."""
+    return np.abs(
+        x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    ).astype(np.float64)
+
+
 def _magnitudes(
     ref: torch.Tensor | np.ndarray, img: torch.Tensor | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """|ref| and the best-scaled |img|, float64 arrays (..., y, x)."""
-    r = np.abs(
-        ref.detach().cpu().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref)
-    ).astype(np.float64)
-    i = np.abs(
-        img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-    ).astype(np.float64)
+    r, i = _abs(ref), _abs(img)
     if r.shape != i.shape or r.ndim < 2:
         raise ValueError(f"img: expected the shape of ref {r.shape} (..., y, x), got {i.shape}")
     if not (np.isfinite(r).all() and np.isfinite(i).all()):
@@ -51,7 +53,7 @@ def nmse(ref: torch.Tensor | np.ndarray, img: torch.Tensor | np.ndarray) -> floa
 
 def object_region(ref: torch.Tensor | np.ndarray, fraction: float = 0.1) -> np.ndarray:
     """Boolean (..., y, x): pixels whose |ref| exceeds ``fraction`` of its image's maximum."""
-    r = np.abs(ref.detach().cpu().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref))
+    r = _abs(ref)
     return r > fraction * r.max(axis=(-2, -1), keepdims=True)
 
 
