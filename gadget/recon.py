@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,45 @@ def choose_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"property 'device' is {name!r}, but no CUDA device is available here")
     return device
+
+
+class PriorCache:
+    """Loaded priors shared by every connection of one process: one per (checkpoint, device, bf16).
+
+    A server (``gadgetron-diffusion serve``, ``python -m gadget.listen``) holds one and hands it to
+    each connection, so N concurrent streams cost one copy of the network, not N. Loading is
+    serialised by a lock; the denoisers are used read-only (eval mode, no gradients), so several
+    threads may sample with the same one at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._priors: dict[tuple[str, str, bool], Callable[..., torch.Tensor]] = {}
+
+    def __len__(self) -> int:
+        return len(self._priors)
+
+    def get(self, config: GadgetConfig, device: torch.device) -> Callable[..., torch.Tensor]:
+        """The prior named by ``config.checkpoint`` (the shipped one when empty) on ``device``."""
+        key = (config.checkpoint, str(device), config.bf16)
+        with self._lock:
+            if key not in self._priors:
+                self._priors[key] = load_prior(config, device)
+            return self._priors[key]
+
+
+def load_prior(config: GadgetConfig, device: torch.device) -> Callable[..., torch.Tensor]:
+    """Load the prior named by ``config.checkpoint`` (the shipped one when empty) onto ``device``."""
+    if config.checkpoint:
+        from diffusion_core.checkpoint import load_checkpoint
+
+        denoiser = load_checkpoint(config.checkpoint, device=device, autocast_bf16=config.bf16)
+    else:
+        from diffusion_core.priors import load_default_prior
+
+        denoiser = load_default_prior(device=device, autocast_bf16=config.bf16)
+    log.info("prior loaded on %s (%s)", device, config.checkpoint or "shipped default prior")
+    return denoiser
 
 
 class DiffusionReconstructor:
@@ -62,19 +102,15 @@ class DiffusionReconstructor:
 
     @classmethod
     def from_config(
-        cls, config: GadgetConfig, progress: Callable[..., None] | None = None
+        cls,
+        config: GadgetConfig,
+        progress: Callable[..., None] | None = None,
+        priors: PriorCache | None = None,
     ) -> DiffusionReconstructor:
-        """Load the prior named by ``config.checkpoint`` (the shipped one when empty)."""
+        """Load the prior named by ``config.checkpoint`` (the shipped one when empty), or take it
+        from ``priors`` (a server's cache shared by its connections)."""
         device = choose_device(config.device)
-        if config.checkpoint:
-            from diffusion_core.checkpoint import load_checkpoint
-
-            denoiser = load_checkpoint(config.checkpoint, device=device, autocast_bf16=config.bf16)
-        else:
-            from diffusion_core.priors import load_default_prior
-
-            denoiser = load_default_prior(device=device, autocast_bf16=config.bf16)
-        log.info("prior loaded on %s (%s)", device, config.checkpoint or "shipped default prior")
+        denoiser = load_prior(config, device) if priors is None else priors.get(config, device)
         return cls(denoiser, config, device, progress)
 
     def __call__(self, assembled: AssembledSlice) -> Reconstruction:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import torch
+
+from gadget.config import GadgetConfig
 from gadget.pipeline import RunSummary, _run
 
 
@@ -45,3 +48,15 @@ def test_pass_on_stops_quietly_when_downstream_is_gone() -> None:
 
     pass_on(iter(range(10)), send)
     assert sent == [0, 1]
+
+
+def test_prior_cache_loads_each_prior_once_and_shares_it():
+    from gadget.recon import PriorCache
+
+    cache = PriorCache()
+    config = GadgetConfig(device="cpu")
+    first = cache.get(config, torch.device("cpu"))
+    assert cache.get(GadgetConfig(device="cpu", nfe=3), torch.device("cpu")) is first
+    assert len(cache) == 1
+    other = cache.get(GadgetConfig(device="cpu", bf16=True), torch.device("cpu"))
+    assert other is not first and len(cache) == 2
