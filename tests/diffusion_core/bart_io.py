@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from functools import lru_cache
@@ -11,7 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-BRAIN = Path(__file__).parents[2] / ".." / "shared" / "data" / "eval" / "brain8ch_full_c_y_x.npy"
+DATA = Path(
+    os.environ.get("GADGETRON_DIFFUSION_DATA", Path(__file__).parents[2] / ".." / "shared" / "data")
+)
+BRAIN = DATA / "eval" / "brain8ch_full_c_y_x.npy"
+
+needs_brain = pytest.mark.shared_data  # BRAIN lies in ../shared/data, not in the repository
 
 needs_bart = pytest.mark.skipif(
     shutil.which("bart") is None, reason="BART (Debian package bart) not installed"

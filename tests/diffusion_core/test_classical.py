@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from bart_io import bart, brain_reference, needs_bart, read_cfl, write_cfl
+from bart_io import bart, brain_reference, needs_bart, needs_brain, read_cfl, write_cfl
 from complex_checks import random_complex
 
 from diffusion_core.classical import cg_sense, l1_wavelet, zero_filled
@@ -97,6 +97,7 @@ def test_bad_inputs_raise_named_errors():
 
 @pytest.mark.slow
 @needs_bart
+@needs_brain
 def test_brain_l1_wavelet_within_half_db_of_bart_pics(tmp_path):
     """Real brain, R=4 random columns, 20 ACS columns, maps from the ACS only (ours and BART's own)."""
     kspace, _, ref = brain_reference()

@@ -6,6 +6,7 @@ A small version of benchmarks/prior_quality.py: the real 8-coil brain at R=4 (1D
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,10 @@ from diffusion_core.metrics import psnr
 from diffusion_core.priors import DEFAULT_PRIOR_PATH, load_default_prior
 from diffusion_core.reconstruct import ReconConfig, reconstruct
 
-BRAIN = Path(__file__).parents[2] / ".." / "shared" / "data" / "eval" / "brain8ch_full_c_y_x.npy"
+DATA = Path(
+    os.environ.get("GADGETRON_DIFFUSION_DATA", Path(__file__).parents[2] / ".." / "shared" / "data")
+)
+BRAIN = DATA / "eval" / "brain8ch_full_c_y_x.npy"
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +48,7 @@ def test_shipped_prior_has_a_complete_model_card() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.shared_data
 def test_shipped_prior_beats_cg_sense_on_the_real_brain() -> None:
     full = torch.from_numpy(np.load(BRAIN)).to(torch.complex64)
     shape = (full.shape[-2], full.shape[-1])
