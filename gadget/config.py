@@ -47,7 +47,8 @@ class GadgetConfig:
         coil_compression: number of virtual coils (0 keeps the measured coils).
         send_magnitude: send the posterior mean as a magnitude image (series ``image_series_index``).
         send_complex: send the posterior mean as a complex image (series ``image_series_index + 2``).
-        send_uncertainty: send the pixel-wise posterior std (series ``image_series_index + 1``).
+        send_uncertainty: send the pixel-wise posterior std (series ``image_series_index + 1``);
+            never with ``num_samples`` 1 (one sample has no spread; the log says so).
         image_series_index: image series index of the posterior mean.
         output_type: pixel type of the mean and std series. ``float`` (float32 in the data's
             own units, decimal windows); ``uint16`` or ``int16`` (display / PACS-ready, as

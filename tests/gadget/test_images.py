@@ -18,6 +18,7 @@ from gadgetron.external import constants, readers, writers
 from diffusion_core.reconstruct import Reconstruction
 from gadget.assembly import AssembledSlice, SliceKey
 from gadget.config import GadgetConfig
+from gadget.datasets import open_read_only
 from gadget.geometry import EncodingGeometry
 from gadget.images import ImageMaker
 
@@ -217,10 +218,11 @@ def test_integer_images_survive_gadgetrons_socket_and_an_ismrmrd_file(tmp_path: 
             )
             received.append(readers.read_image(stream))
     path = str(tmp_path / "out.h5")
-    with ismrmrd.Dataset(path, "dataset", create_if_needed=True) as dataset:
-        for image in sent:
-            dataset.append_image(f"image_{image.image_series_index}", image)
-    with ismrmrd.Dataset(path, "dataset", create_if_needed=False, mode="r") as dataset:
+    dataset = ismrmrd.Dataset(path, "dataset", create_if_needed=True)  # no context manager in 1.14
+    for image in sent:
+        dataset.append_image(f"image_{image.image_series_index}", image)
+    dataset.close()
+    with open_read_only(Path(path), "dataset") as dataset:
         stored = [dataset.read_image(f"image_{i.image_series_index}", 0) for i in sent]
     for original, over_socket, from_file in zip(sent, received, stored, strict=True):
         for copy in (over_socket, from_file):
@@ -244,7 +246,7 @@ def test_replay_writes_uint16_series_on_one_scale(
     ]  # fmt: skip
     args = ["replay", str(accelerated_file), str(out), "--png", str(png), "--output-type", "uint16"]
     assert main([*args, *options]) == 0
-    with ismrmrd.Dataset(str(out), "dataset", create_if_needed=False, mode="r") as dataset:
+    with open_read_only(out, "dataset") as dataset:
         images = [dataset.read_image(f"image_{s}", i) for s in (1, 2) for i in range(2)]
     assert all(i.data.dtype == np.uint16 and i.data_type == ismrmrd.DATATYPE_USHORT for i in images)
     assert len({i.meta["GADGETRON_ScaleRatio"] for i in images}) == 1  # both slices, mean and std
