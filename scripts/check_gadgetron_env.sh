@@ -82,7 +82,7 @@ EOF
 
 step "the gadget driven as Gadgetron drives it, images and config, in this env"
 # ismrmrd 1.14's Image.deserialize_from (gadgetron-python's read_image) warns about its own
-# transposed Image.matrix_size, and its image writing calls np.product (deprecated in numpy 1.25);
+# transposed Image.matrix_size, and h5py 3.8's chunk guess calls np.product (deprecated in numpy 1.25);
 # the tests turn warnings into errors, so those two library warnings are let through.
 as_user "$WORK/env/bin/python" -m pytest -q -p no:cacheprovider \
   -W "ignore:This function currently returns a result that is inconsistent:UserWarning" \
