@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from gadget.config import SAMPLERS, ConfigError, GadgetConfig
+from gadget.config import OUTPUT_TYPES, SAMPLERS, ConfigError, GadgetConfig
 
 log = logging.getLogger("gadget.cli")
 
@@ -64,6 +64,18 @@ def _recon_options(parser: argparse.ArgumentParser) -> None:
         default=defaults.image_series_index,
         help="image series index of the mean",
     )
+    group.add_argument(
+        "--output-type",
+        choices=OUTPUT_TYPES,
+        default=defaults.output_type,
+        help="pixel type of the mean and std: float (data units) or uint16/int16 (display-ready)",
+    )
+    group.add_argument(
+        "--max-intensity",
+        type=int,
+        default=defaults.max_intensity,
+        help="largest stored value of uint16/int16 output (default 4095, 12 bits)",
+    )
 
 
 def _config(args: argparse.Namespace) -> GadgetConfig:
@@ -80,6 +92,8 @@ def _config(args: argparse.Namespace) -> GadgetConfig:
         send_complex=args.complex,
         send_uncertainty=not args.no_uncertainty,
         image_series_index=args.series,
+        output_type=args.output_type,
+        max_intensity=args.max_intensity,
     )
 
 

@@ -21,6 +21,8 @@ SAMPLERS = (
     "dps",
 )  # diffusion_core.reconstruct.SAMPLERS
 DEVICES = ("auto", "cpu", "cuda")
+OUTPUT_TYPES = ("float", "uint16", "int16")
+MAX_INTENSITY = 32767  # int16's largest value; the bound of max_intensity for both integer types
 
 
 class ConfigError(ValueError):
@@ -45,8 +47,18 @@ class GadgetConfig:
         coil_compression: number of virtual coils (0 keeps the measured coils).
         send_magnitude: send the posterior mean as a magnitude image (series ``image_series_index``).
         send_complex: send the posterior mean as a complex image (series ``image_series_index + 2``).
-        send_uncertainty: send the pixel-wise posterior std (series ``image_series_index + 1``).
+        send_uncertainty: send the pixel-wise posterior std (series ``image_series_index + 1``);
+            never with ``num_samples`` 1 (one sample has no spread; the log says so).
         image_series_index: image series index of the posterior mean.
+        output_type: pixel type of the mean and std series. ``float`` (float32 in the data's
+            own units, decimal windows); ``uint16`` or ``int16`` (display / PACS-ready, as
+            Gadgetron's FloatToUShort / FloatToShort gadgets and FIRE send): stored =
+            round(scale x value) clamped to [0, max_intensity], one scale per stream fixed on
+            the first slice (its maximum maps to max_intensity / 2), shared by the mean and the
+            std, written as ``GADGETRON_ScaleRatio``; integer windows. The complex series stays
+            complex64 in data units.
+        max_intensity: largest stored value of integer output, 1..32767 (4095: 12 bits, the
+            default of Gadgetron's FloatToUShortGadget and of FIRE's BitsStored).
     """
 
     sampler: str = "dds"
@@ -62,6 +74,8 @@ class GadgetConfig:
     send_complex: bool = False
     send_uncertainty: bool = True
     image_series_index: int = 1
+    output_type: str = "float"
+    max_intensity: int = 4095
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -81,9 +95,19 @@ class GadgetConfig:
             raise ConfigError(
                 f"property 'image_series_index': expected 0..65533, got {self.image_series_index}"
             )
-        if not (self.send_magnitude or self.send_complex or self.send_uncertainty):
+        if self.output_type not in OUTPUT_TYPES:
             raise ConfigError(
-                "properties send_magnitude, send_complex, send_uncertainty are all false: nothing to send"
+                f"property 'output_type': expected one of {OUTPUT_TYPES}, got {self.output_type!r}"
+            )
+        if not 1 <= self.max_intensity <= MAX_INTENSITY:
+            raise ConfigError(
+                f"property 'max_intensity': expected 1..{MAX_INTENSITY}, got {self.max_intensity}"
+            )
+        sends_std = self.send_uncertainty and self.num_samples > 1
+        if not (self.send_magnitude or self.send_complex or sends_std):
+            raise ConfigError(
+                "properties send_magnitude, send_complex, send_uncertainty are all false "
+                "(or only the std with num_samples 1, which sends none): nothing to send"
             )
 
     @classmethod

@@ -3,12 +3,25 @@
 Headers follow Gadgetron's conventions (geometry and counters from the slice's centre line,
 recon-space matrix and field of view) so that downstream gadgets (sorting, DICOM export) work
 unchanged. Meta attributes are written under Gadgetron's ``GADGETRON_*`` names and under the
-names MRD (FIRE) clients read.
+names MRD (FIRE) clients read; every value is ASCII (libismrmrd reads ASCII strings only).
+
+Series (labels a radiographer reads; "DIFFUSION" would read as diffusion-weighted imaging):
+
+* ``image_series_index``: ``AI_RECON``, the posterior mean (magnitude), Gadgetron role ``Image``.
+* ``+ 1``: ``AI_RECON_SD``, the uncertainty: the pixel-wise posterior standard deviation on the
+  mean's scale (mean +/- 2 SD is the nominal 95 % interval), Gadgetron role ``STD_MAP`` (its own
+  role for a standard-deviation map). Not sent with one sample (a single draw has no spread).
+* ``+ 2``: ``AI_RECON_CPLX``, the complex mean (always complex64 in data units: ISMRMRD has no
+  complex integer type and Gadgetron's FloatToFixPoint gadgets refuse complex images).
+
+FIRE's ``DataRole`` is ``Image`` for all three, as python-ismrmrd-server's examples send for maps
+too, so that the scanner stores them as ordinary image series.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,12 +31,15 @@ import torch
 
 from gadget.assembly import AssembledSlice
 from gadget.config import GadgetConfig
+from gadget.display import IntensityScale
 from gadget.geometry import EncodingGeometry
 
 if TYPE_CHECKING:
     from diffusion_core.reconstruct import Reconstruction
 
-PROCESSING_HISTORY = ["GADGETRON_DIFFUSION"]
+log = logging.getLogger(__name__)
+
+PROCESSING_HISTORY = ["PYTHON", "AI_RECON"]
 
 
 @dataclass(frozen=True)
@@ -31,41 +47,132 @@ class ImageSeries:
     """One output series: what it shows and how it is labelled."""
 
     offset: int  # added to the configured image_series_index
-    role: str
-    comment: str
-    description: str
+    gadgetron_role: str  # GADGETRON_DataRole (mri_core_def.h)
+    description: str  # SequenceDescriptionAdditional / GADGETRON_SeqDescription
 
 
-MEAN = ImageSeries(0, "Image", "posterior mean", "_DIFFUSION")
-UNCERTAINTY = ImageSeries(1, "Uncertainty", "posterior std", "_DIFFUSION_STD")
-COMPLEX = ImageSeries(2, "Image", "posterior mean (complex)", "_DIFFUSION_CPLX")
+MEAN = ImageSeries(0, "Image", "AI_RECON")
+UNCERTAINTY = ImageSeries(1, "STD_MAP", "AI_RECON_SD")
+COMPLEX = ImageSeries(2, "Image", "AI_RECON_CPLX")
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """What the std series means, from optional attributes of the Reconstruction.
+
+    Attributes:
+        calibrated: the std was scaled by a calibration fitted on held-out data.
+        factor: that calibration factor (1.0 when uncalibrated).
+        data: what the calibration was fitted on (``none`` when uncalibrated).
+        prewhitened: the k-space was prewhitened with a measured noise covariance.
+        support: pixels of the region the std was restricted to, or None (all pixels).
+    """
+
+    calibrated: bool
+    factor: float
+    data: str
+    prewhitened: bool
+    support: tuple[int, int] | None  # (pixels inside, all pixels)
+
+    @classmethod
+    def of(cls, assembled: AssembledSlice, result: Reconstruction) -> Uncertainty:
+        calibrated = bool(getattr(result, "calibrated", False))
+        support = getattr(result, "support", None)
+        return cls(
+            calibrated=calibrated,
+            factor=float(getattr(result, "calibration_factor", 1.0)) if calibrated else 1.0,
+            data=str(getattr(result, "calibration_data", "none")) if calibrated else "none",
+            prewhitened=assembled.noise_covariance is not None,
+            support=None
+            if support is None
+            else (int(torch.count_nonzero(support)), int(support.numel())),
+        )
+
+    def meta(self) -> dict[str, str]:
+        region = (
+            "all pixels"
+            if self.support is None
+            else f"object support {self.support[0]} of {self.support[1]} pixels"
+        )
+        return {
+            "UncertaintyMeasure": "posterior standard deviation",
+            "UncertaintyInterval": "mean +/- 2 SD is the nominal 95% interval",
+            "UncertaintyCalibrated": "true" if self.calibrated else "false",
+            "UncertaintyCalibrationFactor": f"{self.factor:.6g}",
+            "UncertaintyCalibrationData": _ascii(self.data),
+            "UncertaintyRegion": region,
+        }
+
+    def comment(self) -> str:
+        calibration = (
+            f"calibrated x{self.factor:.4g} on {_ascii(self.data)}"
+            if self.calibrated
+            else "uncalibrated"
+        )
+        region = "" if self.support is None else ", object region only"
+        return f"mean +/- 2 SD = nominal 95% interval, {calibration}{region}"
 
 
 class ImageMaker:
     """Build the images of each reconstructed slice; numbers images 1, 2, ... per stream.
 
+    The intensity scale of integer output is fixed on the first slice and shared by every
+    later slice and series of the stream (see :mod:`gadget.display`).
+
     Args:
         geometry: the stream's encoding (recon matrix and field of view).
-        config: which images to send and the base series index.
+        config: which images to send, the base series index, the output type.
     """
 
     def __init__(self, geometry: EncodingGeometry, config: GadgetConfig) -> None:
         self.geometry = geometry
         self.config = config
         self._index = itertools.count(1)
+        self.scale: IntensityScale | None = None
+        self.send_uncertainty = config.send_uncertainty and config.num_samples > 1
+        if config.send_uncertainty and not self.send_uncertainty:
+            log.info("num_samples is 1: no std series is sent (one sample has no spread)")
 
     def __call__(self, assembled: AssembledSlice, result: Reconstruction) -> list[ismrmrd.Image]:
         index = next(self._index)
         mean = self._crop(result.mean.detach().cpu())
-        std = self._crop(result.std.detach().cpu().to(torch.float32))
-        comment = f"{self.config.sampler}, {self.config.nfe} NFE, {self.config.num_samples} samples"
+        magnitude = mean.abs().to(torch.float32)
+        if self.scale is None:
+            self.scale = IntensityScale.for_first_slice(
+                self.config.output_type, self.config.max_intensity, magnitude
+            )
+            if self.scale.integer:
+                log.info(
+                    "intensity scale of this stream: x%s (%s)",
+                    self.scale.factor_text,
+                    self.scale.output_type,
+                )
+        scale = self.scale
+        uncertainty = Uncertainty.of(assembled, result)
+        settings = (
+            f"{self.config.num_samples} samples, {self.config.sampler}, {self.config.nfe} NFE"
+        )
+        whitened = "prewhitened" if uncertainty.prewhitened else "not prewhitened"
         images = []
         if self.config.send_magnitude:
-            images.append(self._image(assembled, mean.abs(), MEAN, index, comment))
-        if self.config.send_uncertainty:
-            images.append(self._image(assembled, std, UNCERTAINTY, index, comment))
+            comment = f"AI recon: posterior mean of {settings}, {whitened}"
+            images.append(
+                self._image(assembled, magnitude, MEAN, index, comment, scale, uncertainty)
+            )
+        if self.send_uncertainty:
+            std = self._crop(result.std.detach().cpu().to(torch.float32))
+            comment = f"uncertainty (posterior SD) of AI_RECON, {settings}, {uncertainty.comment()}, {whitened}"
+            images.append(
+                self._image(assembled, std, UNCERTAINTY, index, comment, scale, uncertainty)
+            )
         if self.config.send_complex:
-            images.append(self._image(assembled, mean.to(torch.complex64), COMPLEX, index, comment))
+            comment = f"AI recon: complex posterior mean of {settings}, {whitened}, data units"
+            raw = IntensityScale("float", 1.0, scale.max_intensity)
+            images.append(
+                self._image(
+                    assembled, mean.to(torch.complex64), COMPLEX, index, comment, raw, uncertainty
+                )
+            )
         return images
 
     def _crop(self, image: torch.Tensor) -> torch.Tensor:
@@ -83,13 +190,15 @@ class ImageMaker:
         series: ImageSeries,
         index: int,
         comment: str,
+        scale: IntensityScale,
+        uncertainty: Uncertainty,
     ) -> ismrmrd.Image:
-        from diffusion_core.normalization import magnitude_scale
-
         complex_data = pixels.is_complex()
-        # Cast to the wire dtype here: gadgetron 1.4.1 under numpy 2 cannot convert while writing.
-        dtype = np.complex64 if complex_data else np.float32
-        data = np.ascontiguousarray(pixels.numpy().astype(dtype, copy=False))[None, None]
+        if complex_data:
+            # Cast here: gadgetron 1.4.1 under numpy 2 cannot convert while writing.
+            data = np.ascontiguousarray(pixels.numpy().astype(np.complex64, copy=False))
+        else:
+            data = scale.pixels(pixels, f"slice ({assembled.key}) {series.description}")
         header = ismrmrd.ImageHeader.from_acquisition(assembled.reference)
         header.image_type = ismrmrd.IMTYPE_COMPLEX if complex_data else ismrmrd.IMTYPE_MAGNITUDE
         header.image_index = index
@@ -98,23 +207,34 @@ class ImageMaker:
         key = assembled.key
         for name in ("slice", "contrast", "phase", "repetition", "set", "average"):
             setattr(header, name, getattr(key, name))
-        image = ismrmrd.Image(head=header, data=data)
-        width = float(magnitude_scale(pixels.abs()))
+        image = ismrmrd.Image(head=header, data=data[None, None])
+        center, width = scale.window(pixels.abs())
+        if scale.integer:
+            comment = f"{comment}, stored = x{scale.factor_text} data units"
         meta = {
-            "DataRole": series.role,
-            "GADGETRON_DataRole": series.role,
-            "ImageComment": f"{series.comment} ({comment})",
-            "GADGETRON_ImageComment": f"{series.comment} ({comment})",
+            "DataRole": "Image",
+            "GADGETRON_DataRole": series.gadgetron_role,
+            "ImageComment": comment,
+            "GADGETRON_ImageComment": comment,
             "SequenceDescriptionAdditional": series.description,
             "GADGETRON_SeqDescription": series.description,
             "ImageProcessingHistory": PROCESSING_HISTORY,
             "GADGETRON_ImageProcessingHistory": PROCESSING_HISTORY,
-            "WindowCenter": f"{width / 2:.6g}",
-            "WindowWidth": f"{width:.6g}",
-            "GADGETRON_WindowCenter": f"{width / 2:.6g}",
-            "GADGETRON_WindowWidth": f"{width:.6g}",
+            "WindowCenter": center,
+            "WindowWidth": width,
+            "GADGETRON_WindowCenter": center,
+            "GADGETRON_WindowWidth": width,
+            "GADGETRON_ScaleRatio": scale.factor_text,
             "GADGETRON_ImageNumber": str(index),
             "Keep_image_geometry": "1",
+            "Prewhitened": "true" if uncertainty.prewhitened else "false",
         }
+        if series is UNCERTAINTY:
+            meta.update(uncertainty.meta())
         image.meta = meta
         return image
+
+
+def _ascii(text: str) -> str:
+    """ASCII only (libismrmrd's attribute strings); anything else becomes '?'."""
+    return text.encode("ascii", "replace").decode("ascii")

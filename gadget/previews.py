@@ -8,7 +8,7 @@ import ismrmrd
 import numpy as np
 import torch
 
-SERIES_NAMES = {"Image": "mean", "Uncertainty": "std"}
+SERIES_NAMES = {"Image": "mean", "STD_MAP": "std"}  # by GADGETRON_DataRole
 
 
 def write_preview(image: ismrmrd.Image, directory: Path) -> Path:
@@ -20,7 +20,7 @@ def write_preview(image: ismrmrd.Image, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     pixels = torch.from_numpy(np.abs(image.data[0, 0]).astype(np.float32))
     scaled = (pixels / magnitude_scale(pixels)).clamp(0, 1) * 255
-    role = image.meta.get("DataRole", "image")
+    role = image.meta.get("GADGETRON_DataRole", "image")
     name = SERIES_NAMES.get(role, "image")
     if image.image_type == ismrmrd.IMTYPE_COMPLEX:
         name = "complex"

@@ -17,6 +17,7 @@ import ismrmrd
 
 from gadget.config import GadgetConfig
 from gadget.connections import MemoryConnection
+from gadget.datasets import open_read_only
 from gadget.handlers import handle_acquisitions
 from gadget.pipeline import RunSummary
 from gadget.recon import Reconstructor
@@ -56,7 +57,7 @@ def open_input(path: Path, group: str) -> tuple[bytes, ismrmrd.xsd.ismrmrdHeader
             missing = [name for name in ("xml", "data") if name not in f[group]]
             if missing:
                 raise ReplayError(f"{path}: /{group} is not an ISMRMRD dataset (missing {missing})")
-        with ismrmrd.Dataset(str(path), group, create_if_needed=False, mode="r") as dataset:
+        with open_read_only(path, group) as dataset:
             xml = dataset.read_xml_header()
             count = dataset.number_of_acquisitions()
     except (OSError, KeyError) as error:
@@ -151,7 +152,7 @@ def replay(
             previews.append(write_preview(item, png_dir))
 
     try:
-        with ismrmrd.Dataset(str(source), in_group, create_if_needed=False, mode="r") as reader:
+        with open_read_only(source, in_group) as reader:
             connection = MemoryConnection(
                 config.to_xml(), header, _acquisitions(reader, count, progress), send
             )

@@ -36,7 +36,9 @@ def shepp_logan(
 
 
 def acquisitions_of(path: Path) -> tuple[bytes, list[ismrmrd.Acquisition]]:
-    with ismrmrd.Dataset(str(path), "dataset", create_if_needed=False, mode="r") as dataset:
+    from gadget.datasets import open_read_only  # ismrmrd 1.14 (Gadgetron's env) has no mode="r"
+
+    with open_read_only(path, "dataset") as dataset:
         xml = dataset.read_xml_header()
         return xml, [dataset.read_acquisition(i) for i in range(dataset.number_of_acquisitions())]
 

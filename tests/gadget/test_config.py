@@ -48,6 +48,15 @@ def test_properties_round_trip_through_xml() -> None:
         ('<property name="device" value="tpu"/>', "property 'device'"),
         ('<property name="seed" value="1"/><property name="seed" value="2"/>', "given twice"),
         ('<property name="seed"/>', "malformed property"),
+        ('<property name="output_type" value="uint8"/>', "property 'output_type': expected one of"),
+        (
+            '<property name="max_intensity" value="40000"/>',
+            "property 'max_intensity': expected 1..32767",
+        ),
+        (
+            '<property name="max_intensity" value="0"/>',
+            "property 'max_intensity': expected 1..32767",
+        ),
     ],
 )
 def test_bad_properties_are_clear_errors(xml: str, message: str) -> None:
@@ -58,6 +67,24 @@ def test_bad_properties_are_clear_errors(xml: str, message: str) -> None:
 def test_nothing_to_send_is_an_error() -> None:
     with pytest.raises(ConfigError, match="nothing to send"):
         GadgetConfig(send_magnitude=False, send_uncertainty=False, send_complex=False)
+    with pytest.raises(ConfigError, match="only the std with num_samples 1"):
+        GadgetConfig(send_magnitude=False, num_samples=1)  # one sample has no std series
+
+
+def test_output_type_through_xml_and_the_cli() -> None:
+    from gadget.cli import _config, _parser
+
+    config = config_from_text(
+        '<configuration><property name="output_type" value="int16"/>'
+        '<property name="max_intensity" value="32767"/></configuration>'
+    )
+    assert (config.output_type, config.max_intensity) == ("int16", 32767)
+    assert GadgetConfig().output_type == "float" and GadgetConfig().max_intensity == 4095
+    for command in (["replay", "in.h5", "out.h5"], ["serve"]):
+        args = _parser().parse_args(
+            [*command, "--output-type", "uint16", "--max-intensity", "1023"]
+        )
+        assert (_config(args).output_type, _config(args).max_intensity) == ("uint16", 1023)
 
 
 def test_a_whole_chain_gives_the_gadgets_external_configuration() -> None:

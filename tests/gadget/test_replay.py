@@ -63,7 +63,10 @@ def test_replay_writes_images_with_full_headers(
             and cplx.image_type == ismrmrd.IMTYPE_COMPLEX
         )
         assert mean.data.dtype == np.float32 and cplx.data.dtype == np.complex64
-        assert mean.meta["GADGETRON_DataRole"] == "Image" and std.meta["DataRole"] == "Uncertainty"
+        assert (
+            mean.meta["GADGETRON_DataRole"] == "Image"
+            and std.meta["GADGETRON_DataRole"] == "STD_MAP"
+        )
         assert float(mean.meta["WindowWidth"]) > 0
         assert np.isfinite(mean.data).all() and mean.data.max() > 0 and (std.data >= 0).all()
         np.testing.assert_allclose(np.abs(cplx.data), mean.data, rtol=1e-5, atol=1e-6)
