@@ -3,9 +3,10 @@
 ``acquisitions -> noise adjustment -> grouping -> assembly -> reconstruction -> images -> send``
 
 A failure while assembling or reconstructing one slice is logged with the slice's counters and
-that slice is skipped; the stream goes on. A dropped connection or an error in the stream itself
-ends the run; either way the handler returns, so the connection is closed cleanly and Gadgetron
-is never left waiting.
+that slice's raw lines are passed downstream; the stream goes on. When reading the stream fails
+(the peer is gone, a message cannot be framed) the items read so far are still processed: the
+open slices are reconstructed as at the end of a stream. Either way the handler returns, so the
+connection is closed cleanly and Gadgetron is never left waiting.
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ class RunSummary:
     @property
     def ok(self) -> bool:
         return not self.failed and self.stream_error is None
+
+    def error_text(self) -> str:
+        """One message for the peer: what went wrong, after what was done."""
+        parts = [f"gadgetron-diffusion: {self.slices_done} slices reconstructed"]
+        if self.stream_error is not None:
+            parts.append(f"the input stream ended early: {self.stream_error}")
+        parts.extend(f"slice failed, raw lines passed on: {failure}" for failure in self.failed)
+        return "; ".join(parts)
 
 
 def each_slice(
@@ -151,12 +160,28 @@ def _run(
     summary = RunSummary()
     items = iter(connection)
     try:
-        run_slices(slices(items, summary), reconstructor, maker, connection.send, summary)
+        run_slices(
+            slices(_until_broken(items, summary), summary),
+            reconstructor,
+            maker,
+            connection.send,
+            summary,
+        )
     except Exception as error:
         summary.stream_error = f"{type(error).__name__}: {error}"
         log.exception("stream ended early after %d images", summary.images_sent)
         pass_on(items, connection.send)
     return summary
+
+
+def _until_broken(items: Iterator[object], summary: RunSummary) -> Iterator[object]:
+    """``items`` until they end or reading the next one fails; a failure is recorded and ends
+    the stream normally, so the stages after it still process (and flush) what was read."""
+    try:
+        yield from items
+    except Exception as error:  # any reader error: the stream cannot go on, what was read can
+        summary.stream_error = f"{type(error).__name__}: {error}"
+        log.error("input stream ended early (%s); processing what was read", summary.stream_error)
 
 
 def pass_on(items: Iterator[object], send: Callable[[object], None]) -> None:

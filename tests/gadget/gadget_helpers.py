@@ -13,7 +13,7 @@ from pathlib import Path
 import ismrmrd
 from gadgetron.external import constants, readers, writers
 
-from gadget.handlers import EofSafeSocket
+from gadget.gadgetron_protocol import BoundedSocket as EofSafeSocket
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "gadget" / "examples" / "brain_t1_8ch_r4.h5"

@@ -29,7 +29,7 @@ from gadgetron.external import constants, writers
 from gadgetron.types.recon_data import ReconBit, ReconBuffer, ReconData, SamplingDescription
 
 from gadget.assembly import group_slices
-from gadget.stream import noise_adjustment
+from gadget.stream import cartesian_acquisitions, noise_adjustment
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -120,7 +120,7 @@ def _recon_data(path) -> tuple[bytes, list[ReconData]]:
     encoded = header.encoding[0].encodedSpace.matrixSize
     centre = header.encoding[0].encodingLimits.kspace_encoding_step_1.center
     items = []
-    for group in group_slices(noise_adjustment(iter(acquisitions))):
+    for group in group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append))):
         acs = [
             a
             for a in group.acquisitions
