@@ -113,7 +113,9 @@ def _config_of(connection: Connection, defaults: GadgetConfig) -> GadgetConfig:
     if isinstance(config, bytes):
         config = parse_config(config)
     if config is not None and not isinstance(config, ET.Element):
-        raise ConfigError(f"connection.config: expected an XML element, got {type(config).__name__}")
+        raise ConfigError(
+            f"connection.config: expected an XML element, got {type(config).__name__}"
+        )
     properties = properties_from_xml(config)
     if not properties:
         return defaults

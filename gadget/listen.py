@@ -125,7 +125,9 @@ class Listener:
             log.error("%s: %s", peer, error)  # the handler has sent it as ERROR
         except Exception as error:  # a listener survives any client
             log.exception("%s: session failed", peer)
-            handlers.report_error(connection, f"gadgetron-diffusion: {type(error).__name__}: {error}")
+            handlers.report_error(
+                connection, f"gadgetron-diffusion: {type(error).__name__}: {error}"
+            )
         finally:
             connection.close()
             self.served += 1
@@ -149,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("port", type=int, help="TCP port to listen on")
     parser.add_argument(
-        "target", nargs="?", choices=TARGETS, default=TARGETS[0], help="handler (default: %(default)s)"
+        "target",
+        nargs="?",
+        choices=TARGETS,
+        default=TARGETS[0],
+        help="handler (default: %(default)s)",
     )
     parser.add_argument("--host", default="", help="address to bind (default: all interfaces)")
     parser.add_argument(
@@ -169,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         log.error("%s", error)
         return 2
-    handler = functools.partial(getattr(handlers, args.target), priors=PriorCache(), defaults=defaults)
+    handler = functools.partial(
+        getattr(handlers, args.target), priors=PriorCache(), defaults=defaults
+    )
     listener = Listener((args.host, args.port), handler, max_connections=args.max_connections)
     log.info("listening on port %d (%s)", listener.address[1], args.target)
     try:

@@ -41,7 +41,15 @@ class Line(NamedTuple):
         idx = self.acquisition.idx
         counters = ", ".join(
             f"{name}={getattr(idx, name)}"
-            for name in ("kspace_encode_step_1", "slice", "contrast", "phase", "repetition", "set", "average")
+            for name in (
+                "kspace_encode_step_1",
+                "slice",
+                "contrast",
+                "phase",
+                "repetition",
+                "set",
+                "average",
+            )
         )
         return f"acquisition {self.stream_index} ({counters})"
 
@@ -195,5 +203,7 @@ def _statistics(samples: np.ndarray, dwell_time_us: float) -> NoiseStatistics | 
         log.warning("noise scans ignored, reconstructing without prewhitening: %s", error)
         return None
     log.info("noise covariance from %d samples of %d channels", samples.shape[1], samples.shape[0])
-    note = f"prewhitened: noise covariance of {samples.shape[1]} samples x {samples.shape[0]} channels"
+    note = (
+        f"prewhitened: noise covariance of {samples.shape[1]} samples x {samples.shape[0]} channels"
+    )
     return NoiseStatistics(covariance, dwell_time_us, note)

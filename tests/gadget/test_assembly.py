@@ -112,7 +112,8 @@ def test_inconsistent_channels_and_nan_samples_name_the_line(full_file) -> None:
     indices = (1, 2, 3, 4, 5, 42)  # the lines' places in the stream
     group = SliceGroup(SliceKey(0, 0, 0, 0, 0, 0), (*lines[:5], odd), None, indices)
     with pytest.raises(
-        AssemblyError, match=r"acquisition 42 \(kspace_encode_step_1=9, slice=0.* has 3 channels, expected 4"
+        AssemblyError,
+        match=r"acquisition 42 \(kspace_encode_step_1=9, slice=0.* has 3 channels, expected 4",
     ):
         assemble(group, geometry)
     bad = ismrmrd.Acquisition.from_array(np.full((4, 64), np.nan, np.complex64))

@@ -120,7 +120,9 @@ def _recon_data(path) -> tuple[bytes, list[ReconData]]:
     encoded = header.encoding[0].encodedSpace.matrixSize
     centre = header.encoding[0].encodingLimits.kspace_encoding_step_1.center
     items = []
-    for group in group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append))):
+    for group in group_slices(
+        noise_adjustment(cartesian_acquisitions(acquisitions, list().append))
+    ):
         acs = [
             a
             for a in group.acquisitions
