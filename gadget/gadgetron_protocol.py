@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -103,11 +104,19 @@ class BoundedSocket:
         body = text.encode("utf-8")
         self.write(MESSAGE_ID.pack(ERROR) + struct.pack("<Q", len(body)) + body)
 
-    def close(self) -> None:
+    def close(self, linger_s: float = 1.0) -> None:
+        """Send CLOSE, then read what the peer still sends for up to ``linger_s`` before closing:
+        closing with unread input makes the kernel reset the connection, and the peer could lose
+        the ERROR and CLOSE just sent."""
         try:
             self.socket.sendall(MESSAGE_ID.pack(CLOSE))
+            self.socket.shutdown(socket.SHUT_WR)
+            self.socket.settimeout(linger_s)
+            deadline = time.monotonic() + linger_s
+            while time.monotonic() < deadline and self.socket.recv(2**16):
+                pass
         except OSError as error:
-            log.debug("could not send CLOSE, peer already gone: %s", error)
+            log.debug("CLOSE: peer already gone or silent: %s", error)
         self.socket.close()
 
 

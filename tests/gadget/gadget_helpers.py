@@ -59,7 +59,7 @@ def play_gadgetron(
     sock: socket.socket, config: bytes, header: bytes, items: Iterable[object], close: bool = True
 ) -> list[object]:
     """Gadgetron's side of the external interface: send config, header, items and CLOSE (from a
-    thread); return what the gadget sends back until its CLOSE."""
+    thread); return what the gadget sends back until its CLOSE (an ERROR as its text)."""
     stream = SocketStream(sock)
 
     def send_all() -> None:
@@ -92,6 +92,8 @@ def play_gadgetron(
             received.append(readers.read_acquisition(stream))
         elif mid == constants.GADGET_MESSAGE_ISMRMRD_WAVEFORM:
             received.append(readers.read_waveform(stream))
+        elif mid == constants.GADGET_MESSAGE_ERROR:  # uint64 length + text, as Gadgetron reads it
+            received.append(readers.read_byte_string(stream, constants.uint64).decode())
         else:
             raise AssertionError(f"unexpected message id {mid} from the gadget")
     sender.join(timeout=30)

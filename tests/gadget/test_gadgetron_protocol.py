@@ -150,7 +150,7 @@ def test_bad_property_stops_before_data(accelerated_file, fast_properties) -> No
         received = play_gadgetron(
             sock, configuration_xml({**fast_properties, "nfe": "many"}), xml, acquisitions[:3]
         )
-        assert received == []
+    assert len(received) == 1 and "property 'nfe': expected an integer, got 'many'" in received[0]
     assert gadget.returncode != 0 and "property 'nfe': expected an integer" in gadget.output
 
 
@@ -171,6 +171,25 @@ def test_dropped_connection_ends_the_gadget(accelerated_file, fast_properties) -
         sock.shutdown(socket.SHUT_RDWR)
     assert gadget.returncode is not None  # finish() waited at most 30 s
     assert "connection closed by the peer" in gadget.output, gadget.output
+
+
+@pytest.mark.parametrize("after", ["header", "three acquisitions"])
+def test_execute_mode_exits_when_gadgetron_closes(accelerated_file, fast_properties, after) -> None:
+    """The peer closes without CLOSE after the header: the process ends (not spinning)."""
+    xml, acquisitions = acquisitions_of(accelerated_file)
+    with execute_mode("handle_acquisitions") as (sock, gadget):
+        stream = SocketStream(sock)
+        stream.write(constants.GadgetMessageIdentifier.pack(constants.GADGET_MESSAGE_CONFIG))
+        writers.write_byte_string(stream, configuration_xml(fast_properties))
+        stream.write(constants.GadgetMessageIdentifier.pack(constants.GADGET_MESSAGE_HEADER))
+        writers.write_byte_string(stream, xml)
+        for acq in acquisitions[: 3 if after != "header" else 0]:
+            writers.write_acquisition(stream, acq)
+        sock.shutdown(socket.SHUT_WR)
+        started = time.monotonic()
+        gadget.finish(timeout=60)
+    assert gadget.returncode is not None and time.monotonic() - started < 60
+    assert "connection closed by the peer" in gadget.output, gadget.output[-2000:]
 
 
 def test_listen_mode(accelerated_file, fast_properties) -> None:
