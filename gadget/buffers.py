@@ -7,8 +7,10 @@ holds the calibration lines. Each (N, S, LOC) of a bit becomes one assembled sli
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import ismrmrd
 import numpy as np
@@ -17,6 +19,7 @@ from gadgetron.types.recon_data import ReconBuffer, ReconData
 
 from gadget.assembly import AssembledSlice, AssemblyError, SliceKey, remove_oversampling
 from gadget.geometry import EncodingGeometry
+from gadget.stream import unpack_buckets
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +27,10 @@ log = logging.getLogger(__name__)
 def recon_data_items(
     items: Iterable[object], forward: Callable[[object], None]
 ) -> Iterator[ReconData]:
-    """Yield ReconData; ``forward`` anything else unchanged (the first of each type is logged)."""
+    """Yield ReconData; ``forward`` anything else unchanged (the first of each type is logged;
+    AcquisitionBuckets are forwarded as their lines and waveforms: they have no writer)."""
     seen: set[str] = set()
-    for item in items:
+    for item in unpack_buckets(items):
         if isinstance(item, ReconData):
             yield item
             continue
@@ -39,15 +43,40 @@ def recon_data_items(
         forward(item)
 
 
+@dataclass(frozen=True)
+class BufferSlice:
+    """One (N, S, LOC) of one bit of a ReconData, not yet assembled."""
+
+    data: ReconData
+    bit: int
+    index: tuple[int, int, int]
+
+    def __str__(self) -> str:
+        return f"ReconData bit {self.bit}, (N, S, LOC) = {self.index}"
+
+
+def buffer_slices(recon_data: Iterable[ReconData]) -> Iterator[BufferSlice]:
+    """Every (N, S, LOC) of every bit of every ReconData, in order."""
+    for data in recon_data:
+        for bit_number, bit in enumerate(data.bits):
+            n, s, loc = bit.data.data.shape[4:7]
+            for index in np.ndindex(n, s, loc):
+                yield BufferSlice(data, bit_number, index)
+
+
+def assemble_buffer(job: BufferSlice, geometry: EncodingGeometry) -> AssembledSlice:
+    """The assembled slice of one (N, S, LOC); its ``source`` is the whole ReconData."""
+    bit = job.data.bits[job.bit]
+    assembled = _slice(bit.data, bit.ref, job.index, geometry)
+    return dataclasses.replace(assembled, source=(job.data,))
+
+
 def slices_of(
     recon_data: Iterable[ReconData], geometry: EncodingGeometry
 ) -> Iterator[AssembledSlice]:
-    """Every (N, S, LOC) of every bit, as an assembled slice."""
-    for data in recon_data:
-        for bit in data.bits:
-            n, s, loc = bit.data.data.shape[4:7]
-            for index in np.ndindex(n, s, loc):
-                yield _slice(bit.data, bit.ref, index, geometry)
+    """Every (N, S, LOC) of every bit, as an assembled slice (raises on the first bad one)."""
+    for job in buffer_slices(recon_data):
+        yield assemble_buffer(job, geometry)
 
 
 def _line_columns(header: ismrmrd.AcquisitionHeader, ne0: int, centre0: int) -> tuple[int, int]:

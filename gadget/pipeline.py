@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from gadget.assembly import AssemblyError, SliceGroup, SliceKey, assemble, group_slices
+from gadget.assembly import AssemblyError, SliceGroup, assemble, group_slices
 from gadget.config import GadgetConfig
 from gadget.geometry import EncodingGeometry
 from gadget.images import ImageMaker
@@ -66,7 +66,7 @@ class RunSummary:
 def each_slice(
     function: Callable[[T], R],
     items: Iterable[T],
-    key: Callable[[T], SliceKey],
+    key: Callable[[T], object],
     summary: RunSummary,
     on_failure: Callable[[T], None] | None = None,
 ) -> Iterator[R]:
@@ -101,9 +101,13 @@ def run_slices(
         log.info("slice (%s) reconstructed in %.1f s", assembled.key, time.perf_counter() - started)
         return images
 
+    passed: set[int] = set()  # a ReconData is the source of several slices: pass it on once
+
     def pass_on_source(assembled: Any) -> None:
         for item in assembled.source:
-            send(item)
+            if id(item) not in passed:
+                passed.add(id(item))
+                send(item)
 
     for images in each_slice(reconstructed, slices, lambda s: s.key, summary, pass_on_source):
         for image in images:
@@ -141,10 +145,20 @@ def run_recon_data(
     reconstructor: Reconstructor,
 ) -> RunSummary:
     """Reconstruct Gadgetron's buffered ReconData on ``connection`` and send the images back."""
-    from gadget.buffers import recon_data_items, slices_of
+    from gadget.buffers import BufferSlice, assemble_buffer, buffer_slices, recon_data_items
+
+    passed: set[int] = set()
+
+    def pass_on_data(job: BufferSlice) -> None:
+        if id(job.data) not in passed:  # once per ReconData, however many of its slices fail
+            passed.add(id(job.data))
+            connection.send(job.data)
 
     def slices(items: Iterator[object], summary: RunSummary) -> Iterator[Any]:
-        return slices_of(recon_data_items(items, forward=connection.send), geometry)
+        jobs = buffer_slices(recon_data_items(items, forward=connection.send))
+        return each_slice(
+            lambda job: assemble_buffer(job, geometry), jobs, str, summary, pass_on_data
+        )
 
     return _run(connection, slices, reconstructor, ImageMaker(geometry, config))
 

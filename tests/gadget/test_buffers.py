@@ -83,3 +83,30 @@ def test_asymmetric_echo_after_adjust_and_oversampling_removal(accelerated_file)
     assert (mask == raw.mask.numpy()).all()
     scale = np.abs(raw.kspace.numpy()).max()
     np.testing.assert_allclose(buffered.kspace.numpy(), raw.kspace.numpy(), atol=1e-4 * scale)
+
+
+def test_a_bad_buffer_is_passed_on_once_and_the_next_reconstructed(full_file) -> None:
+    from gadgetron.types.acquisition_bucket import AcquisitionBucket
+    from test_gadgetron_listen import fake_reconstructor
+
+    from gadget.connections import MemoryConnection
+    from gadget.handlers import handle_recon_data
+
+    header, lines = _lines(full_file, shift=0, cut=0)
+    good = bucket_to_buffer(
+        [remove_ro_oversampling(a, MATRIX) for a in lines], header, forref=False
+    )
+    bad = bucket_to_buffer([remove_ro_oversampling(a, MATRIX) for a in lines], header, forref=False)
+    bad.data[0, 3] = np.nan
+    bad_data = ReconData([ReconBit(bad, None), ReconBit(bad, None)])  # two slices, both bad
+    empty_bucket = AcquisitionBucket([], [], [], [], [])
+    sent: list[object] = []
+    connection = MemoryConnection(
+        None, header, [bad_data, empty_bucket, ReconData([ReconBit(good, None)])], sent.append
+    )
+    summary = handle_recon_data(connection, fake_reconstructor)
+    assert sent[0] is bad_data and sum(s is bad_data for s in sent) == 1
+    assert [type(s).__name__ for s in sent[1:]] == ["Image", "Image"]
+    assert summary.slices_done == 1 and len(summary.failed) == 2
+    assert "ReconData bit 1, (N, S, LOC) = (0, 0, 0)" in summary.failed[1]
+    assert "non-finite" in summary.failed[0]

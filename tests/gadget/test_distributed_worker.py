@@ -125,3 +125,32 @@ def test_worker_connection_replayed_against_the_listener(accelerated_file) -> No
         assert [g.image_series_index for g in got] == [1, 2]
         meta = ismrmrd.Meta.deserialize(got[0].attribute_string)
         assert "dds, 25 NFE, 4 samples" in meta["ImageComment"]
+
+
+def test_an_execute_worker_without_target_cannot_start(full_file) -> None:
+    """What the old design's worker would run: `python -m gadgetron PORT gadget.handlers`."""
+    import subprocess
+    import sys
+
+    xml, _ = acquisitions_of(full_file)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(60)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gadgetron", str(server.getsockname()[1]), "gadget.handlers"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        sock, _ = server.accept()
+        with sock:
+            sock.sendall(setup_bytes(b'<?xml version="1.0"?>\n', xml))
+            output, _ = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "attribute name must be string" in output
+
+
+def test_listener_refuses_a_bad_config_file(tmp_path) -> None:
+    from gadget.listen import main
+
+    bad = tmp_path / "props.xml"
+    bad.write_text('<configuration><property name="nfe" value="many"/></configuration>')
+    assert main(["0", "--config", str(bad), "--once"]) == 2
+    assert main(["0", "--config", str(tmp_path / "missing.xml"), "--once"]) == 2
