@@ -150,3 +150,22 @@ def test_noise_covariance_scales_with_dwell_time() -> None:
     assert torch.allclose(
         statistics.for_dwell_time(10.0), 0.5 * torch.eye(2, dtype=torch.complex64)
     )
+
+
+def test_out_of_order_lines_are_placed_by_their_counters(full_file) -> None:
+    xml, acquisitions = acquisitions_of(full_file)
+    geometry = _geometry(xml)
+    (group,) = _groups(acquisitions)
+    lines = list(group.acquisitions)
+    order = np.random.default_rng(0).permutation(
+        len(lines) - 1
+    )  # the LAST_IN_SLICE line stays last
+    shuffled = [lines[i] for i in order] + [lines[-1]]
+    (regrouped,) = _groups([acquisitions[0], *shuffled])
+    assert [a.idx.kspace_encode_step_1 for a in regrouped.acquisitions] != sorted(
+        a.idx.kspace_encode_step_1 for a in regrouped.acquisitions
+    )
+    assert regrouped.indices == tuple(range(1, len(lines) + 1))  # places in the stream
+    np.testing.assert_array_equal(
+        assemble(regrouped, geometry).kspace.numpy(), assemble(group, geometry).kspace.numpy()
+    )

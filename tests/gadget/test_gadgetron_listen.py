@@ -295,3 +295,22 @@ def test_eight_concurrent_connections_share_one_prior_and_get_their_own_images(
         # no noise scan: the noise estimate scales with the data, so the same seed gives the
         # same image, (i + 1) times brighter
         np.testing.assert_allclose(got[0].data, (i + 1) * base, rtol=2e-3, atol=1e-3 * base.max())
+
+
+def test_a_connection_beyond_the_limit_gets_busy_error(full_file) -> None:
+    handler = functools.partial(handlers.handle_acquisitions, reconstructor=fake_reconstructor)
+    server = Listener(("127.0.0.1", 0), handler, Limits(setup_timeout_s=5.0), max_connections=1)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    xml, acquisitions = acquisitions_of(full_file)
+    try:
+        with socket.create_connection(server.address, timeout=10) as first:
+            first.sendall(setup_bytes(b"", xml))  # set up, then holds its slot
+            time.sleep(0.3)
+            _, errors, closed = talk(server, setup_bytes(b"", xml))
+            assert closed and "listener busy: 1 connections" in errors[0]
+            first.sendall(data_bytes([*acquisitions, ID.pack(4)]))
+            items, errors, closed = replies(first)
+        assert closed and errors == [] and len(images(items)) == 2
+    finally:
+        server.shutdown()
