@@ -137,13 +137,19 @@ def read_setup(stream: BoundedSocket, cap: int) -> tuple[bytes, bytes]:
     """CONFIG then HEADER (ProtocolError if another id comes first)."""
     bodies = []
     for expected, what in ((CONFIG, "CONFIG"), (HEADER, "HEADER")):
-        mid = read_message_id(stream)
-        if mid != expected:
-            raise ProtocolError(
-                f"message id {mid} where Gadgetron sends {what} (id {expected}); "
-                "expected CONFIG, HEADER, then data"
-            )
-        bodies.append(read_text(stream, f"{what} message", "<I", cap))
+        try:
+            mid = read_message_id(stream)
+            if mid != expected:
+                raise ProtocolError(
+                    f"message id {mid} where Gadgetron sends {what} (id {expected}); "
+                    "expected CONFIG, HEADER, then data"
+                )
+            bodies.append(read_text(stream, f"{what} message", "<I", cap))
+        except ConnectionError as error:
+            raise ConnectionError(
+                f"reading the {what} message: {error}; expected CONFIG (id 2) and HEADER (id 3), "
+                "each a uint32 length and that many bytes"
+            ) from None
     return bodies[0], bodies[1]
 
 
@@ -174,7 +180,8 @@ def parse_header(text: bytes) -> ismrmrd.xsd.ismrmrdHeader:
         ) from None
 
 
-def _readers() -> dict[int, Callable[[BoundedSocket], object]]:
+def default_readers() -> dict[int, Callable[[BoundedSocket], object]]:
+    """gadgetron-python's readers, by message id."""
     from gadgetron.external import readers
     from gadgetron.types.acquisition_bucket import read_acquisition_bucket
     from gadgetron.types.image_array import read_image_array
@@ -233,11 +240,6 @@ def messages(
         yield item
 
 
-def default_readers() -> dict[int, Callable[[BoundedSocket], object]]:
-    """gadgetron-python's readers, by message id."""
-    return _readers()
-
-
 class GadgetronConnection:
     """One Gadgetron external-node connection: ``config``, ``header``, iteration, ``send``.
 
@@ -261,7 +263,7 @@ class GadgetronConnection:
         self.config_bytes, self.header_bytes = config_bytes, header_bytes
         self.config = parse_config(config_bytes)
         self.header = parse_header(header_bytes)
-        self._readers = _readers()
+        self._readers = default_readers()
         self._writers = _writers()
 
     def __iter__(self) -> Iterator[object]:

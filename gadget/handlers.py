@@ -73,7 +73,7 @@ def _handle(
         config, geometry = _read_setup(connection, defaults)
         if reconstructor is None:
             reconstructor = DiffusionReconstructor.from_config(config, priors=priors)
-    except (ValueError, RuntimeError) as error:
+    except (ValueError, RuntimeError, OSError) as error:  # bad properties/header, no prior
         log.error("cannot start: %s", error)
         report_error(connection, f"gadgetron-diffusion cannot start: {error}")
         raise
