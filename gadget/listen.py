@@ -18,6 +18,7 @@ import functools
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,19 +71,19 @@ class Listener:
 
     def serve_forever(self, once: bool = False) -> None:
         """Accept until :meth:`shutdown` (or after one connection with ``once``)."""
-        threads = []
         while not self._stopped.is_set():
             try:
                 sock, peer = self._socket.accept()
-            except OSError:
+            except OSError as error:
                 if self._stopped.is_set():
                     break
-                raise
+                log.warning("accept failed (%s); still listening", error)  # e.g. out of fds
+                time.sleep(0.1)
+                continue
             thread = threading.Thread(
                 target=self._serve, args=(sock, f"{peer[0]}:{peer[1]}"), daemon=True
             )
             thread.start()
-            threads.append(thread)
             if once:
                 thread.join()
                 break
