@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from gadget.geometry import EncodingGeometry
-from gadget.stream import NoiseStatistics
+from gadget.stream import Line, NoiseState, NoiseStatistics
 
 log = logging.getLogger(__name__)
 
@@ -47,28 +47,48 @@ class SliceKey(NamedTuple):
 
 @dataclass(frozen=True)
 class SliceGroup:
-    """The acquisitions of one slice, in stream order, and the noise measured before them."""
+    """The acquisitions of one slice, in stream order, and the noise measured before them.
+
+    Attributes:
+        indices: each acquisition's index in the stream (for error messages); empty: unknown.
+        noise_note: why there is no noise (or how it was measured), for the images' meta.
+    """
 
     key: SliceKey
     acquisitions: tuple[ismrmrd.Acquisition, ...]
     noise: NoiseStatistics | None
+    indices: tuple[int, ...] = ()
+    noise_note: str = ""
+
+    def lines(self) -> list[Line]:
+        indices = self.indices or tuple(range(len(self.acquisitions)))
+        return [Line(i, a) for i, a in zip(indices, self.acquisitions, strict=True)]
 
 
-def group_slices(
-    acquisitions: Iterable[tuple[ismrmrd.Acquisition, NoiseStatistics | None]],
-) -> Iterator[SliceGroup]:
-    """Yield a group when its last line (ACQ_LAST_IN_SLICE) arrives; the rest at the stream's end."""
-    open_groups: dict[SliceKey, list[ismrmrd.Acquisition]] = {}
-    noise: dict[SliceKey, NoiseStatistics | None] = {}
-    for acquisition, statistics in acquisitions:
-        key = SliceKey.of(acquisition)
-        open_groups.setdefault(key, []).append(acquisition)
-        noise.setdefault(key, statistics)
-        if acquisition.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE):
-            yield SliceGroup(key, tuple(open_groups.pop(key)), noise.pop(key))
-    for key, lines in open_groups.items():
-        log.info("end of stream: reconstructing the open slice (%s) of %d lines", key, len(lines))
-        yield SliceGroup(key, tuple(lines), noise[key])
+def group_slices(lines: Iterable[tuple[Line, NoiseState]]) -> Iterator[SliceGroup]:
+    """Yield a group when its last line (ACQ_LAST_IN_SLICE) arrives; the rest at the stream's end
+    (also when the stream ended early), so no line read is left out."""
+    open_groups: dict[SliceKey, list[Line]] = {}
+    noise: dict[SliceKey, NoiseState] = {}
+    for line, state in lines:
+        key = SliceKey.of(line.acquisition)
+        open_groups.setdefault(key, []).append(line)
+        noise.setdefault(key, state)
+        if line.acquisition.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE):
+            yield _group(key, open_groups.pop(key), noise.pop(key))
+    for key, group in open_groups.items():
+        log.info("end of stream: reconstructing the open slice (%s) of %d lines", key, len(group))
+        yield _group(key, group, noise[key])
+
+
+def _group(key: SliceKey, lines: list[Line], state: NoiseState) -> SliceGroup:
+    return SliceGroup(
+        key,
+        tuple(line.acquisition for line in lines),
+        state.statistics,
+        tuple(line.stream_index for line in lines),
+        state.note,
+    )
 
 
 @dataclass(frozen=True)
@@ -85,6 +105,8 @@ class AssembledSlice:
         reference: header of the line closest to the k-space centre (geometry, time stamps).
         source: the raw items the slice was made of (references, not copies), passed downstream
             unchanged if the slice cannot be reconstructed.
+        noise_note: whether and how the data are prewhitened (``prewhitened: ...`` or
+            ``not prewhitened: <reason>``), for the images' meta.
     """
 
     key: SliceKey
@@ -94,28 +116,42 @@ class AssembledSlice:
     noise_covariance: torch.Tensor | None
     reference: ismrmrd.AcquisitionHeader
     source: tuple[object, ...] = ()
+    noise_note: str = ""
+
+    @property
+    def prewhitened(self) -> bool:
+        """True when the reconstruction prewhitens with a measured noise covariance."""
+        return self.noise_covariance is not None
 
 
 def _check_lines(group: SliceGroup) -> int:
     """Channel count shared by the group's lines; raises AssemblyError naming the odd line."""
-    channels = group.acquisitions[0].active_channels
-    for acquisition in group.acquisitions:
-        if acquisition.active_channels != channels:
+    lines = group.lines()
+    channels = lines[0].acquisition.active_channels
+    for line in lines:
+        acquisition = line.acquisition
+        if acquisition.active_channels != channels or channels == 0:
             raise AssemblyError(
-                f"slice ({group.key}): acquisition {acquisition.scan_counter} has "
-                f"{acquisition.active_channels} channels, expected {channels} like the first line"
+                f"slice ({group.key}): {line.describe()} has {acquisition.active_channels} "
+                f"channels, expected {channels or 'at least 1'} like the slice's first line"
             )
         if not np.isfinite(acquisition.data).all():
             raise AssemblyError(
-                f"slice ({group.key}): acquisition {acquisition.scan_counter} has non-finite (NaN or "
-                "infinite) samples"
+                f"slice ({group.key}): {line.describe()} has non-finite (NaN or infinite) samples"
             )
-    if group.noise is not None and group.noise.covariance.shape[0] != channels:
-        raise AssemblyError(
-            f"slice ({group.key}): {channels} channels, but the noise scans had "
-            f"{group.noise.covariance.shape[0]}"
-        )
     return channels
+
+
+def _noise(group: SliceGroup, channels: int) -> tuple[NoiseStatistics | None, str]:
+    """The group's noise, or None and why (a covariance of another channel count is not used)."""
+    if group.noise is not None and group.noise.covariance.shape[0] != channels:
+        note = (
+            f"not prewhitened: the noise scans had {group.noise.covariance.shape[0]} channels, "
+            f"the data {channels}"
+        )
+        log.warning("slice (%s): %s", group.key, note)
+        return None, note
+    return group.noise, group.noise_note
 
 
 def assemble(group: SliceGroup, geometry: EncodingGeometry) -> AssembledSlice:
@@ -127,6 +163,7 @@ def assemble(group: SliceGroup, geometry: EncodingGeometry) -> AssembledSlice:
     oversampling is removed by cropping the readout in image space (diffusion_core.fft).
     """
     channels = _check_lines(group)
+    statistics, noise_note = _noise(group, channels)
     ny, _ = geometry.grid_shape
     nx_encoded = geometry.encoded_matrix[0]
     grids = 2 if geometry.separate_calibration else 1
@@ -135,15 +172,17 @@ def assemble(group: SliceGroup, geometry: EncodingGeometry) -> AssembledSlice:
     centre = min(
         group.acquisitions, key=lambda a: abs(a.idx.kspace_encode_step_1 - geometry.ky_center)
     )
-    for acquisition in group.acquisitions:
+    for line in group.lines():
+        acquisition = line.acquisition
         row = acquisition.idx.kspace_encode_step_1 - geometry.ky_center + ny // 2
         start = nx_encoded // 2 - acquisition.center_sample
         stop = start + acquisition.number_of_samples
         if not (0 <= row < ny and 0 <= start and stop <= nx_encoded):
             raise AssemblyError(
-                f"slice ({group.key}): acquisition {acquisition.scan_counter} (line "
-                f"{acquisition.idx.kspace_encode_step_1}, {acquisition.number_of_samples} samples, centre "
-                f"{acquisition.center_sample}) falls outside the encoded grid {ny} x {nx_encoded}"
+                f"slice ({group.key}): {line.describe()} with {acquisition.number_of_samples} "
+                f"samples, centre sample {acquisition.center_sample} falls outside the encoded grid "
+                f"{ny} x {nx_encoded} (row {row}, columns {start}..{stop - 1}); expected "
+                f"kspace_encode_step_1 within the header's limits {geometry.ky_limits}"
             )
         grid = _grid(acquisition, geometry.separate_calibration)
         sums[grid, :, row, start:stop] += acquisition.data
@@ -157,8 +196,8 @@ def assemble(group: SliceGroup, geometry: EncodingGeometry) -> AssembledSlice:
         placed.append(k * m)
         measured.append(m)
     noise = None
-    if group.noise is not None:
-        noise = group.noise.for_dwell_time(float(centre.sample_time_us))
+    if statistics is not None:
+        noise = statistics.for_dwell_time(float(centre.sample_time_us))
     has_calibration = grids == 2 and bool(measured[1].any())
     return AssembledSlice(
         key=group.key,
@@ -168,6 +207,7 @@ def assemble(group: SliceGroup, geometry: EncodingGeometry) -> AssembledSlice:
         noise_covariance=noise,
         reference=centre.getHead(),
         source=group.acquisitions,
+        noise_note=noise_note,
     )
 
 

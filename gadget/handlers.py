@@ -12,77 +12,114 @@ the same functions with their own connections.
 from __future__ import annotations
 
 import logging
-import socket
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from gadget.config import ConfigError, GadgetConfig, config_from_text, config_from_xml
+from gadget.config import ConfigError, GadgetConfig, properties_from_xml
+from gadget.gadgetron_protocol import BoundedSocket, default_readers, messages, parse_config
 from gadget.geometry import EncodingGeometry
 from gadget.pipeline import Connection, RunSummary, run_acquisitions, run_recon_data
-from gadget.recon import DiffusionReconstructor, Reconstructor
+from gadget.recon import DiffusionReconstructor, PriorCache, Reconstructor
 
 log = logging.getLogger(__name__)
 
 
 def handle_acquisitions(
-    connection: Connection, reconstructor: Reconstructor | None = None
+    connection: Connection,
+    reconstructor: Reconstructor | None = None,
+    *,
+    priors: PriorCache | None = None,
+    defaults: GadgetConfig | None = None,
 ) -> RunSummary:
     """Reconstruct every slice of a raw acquisition stream and send its images.
 
     Args:
-        connection: a Gadgetron-style connection (``config``, ``header``, iteration, ``send``).
+        connection: a Gadgetron-style connection (``config``, ``header``, iteration, ``send``;
+            optionally ``send_error(text)``, which then gets every error before the end).
         reconstructor: slice -> Reconstruction; built from the connection's configuration when None.
+        priors: a server's shared prior cache (one loaded prior for all its connections).
+        defaults: properties used where the connection's configuration names none (a listener's
+            own configuration; Gadgetron's re-serialized worker streams carry none).
 
     Raises ConfigError / HeaderError before reading any data when the configuration or the
-    ISMRMRD header cannot be used.
+    ISMRMRD header cannot be used (after sending the error to the peer).
     """
-    return _handle(connection, reconstructor, run_acquisitions)
+    return _handle(connection, reconstructor, run_acquisitions, priors, defaults)
 
 
 def handle_recon_data(
-    connection: Connection, reconstructor: Reconstructor | None = None
+    connection: Connection,
+    reconstructor: Reconstructor | None = None,
+    *,
+    priors: PriorCache | None = None,
+    defaults: GadgetConfig | None = None,
 ) -> RunSummary:
     """Reconstruct Gadgetron's buffered ReconData (one image set per N, S, LOC of each bit)."""
-    return _handle(connection, reconstructor, run_recon_data)
+    return _handle(connection, reconstructor, run_recon_data, priors, defaults)
 
 
 def _handle(
     connection: Connection,
     reconstructor: Reconstructor | None,
     run: Callable[[Connection, GadgetConfig, EncodingGeometry, Reconstructor], RunSummary],
+    priors: PriorCache | None,
+    defaults: GadgetConfig | None,
 ) -> RunSummary:
-    """Set-up shared by both handlers (validated before any data is read), then ``run``."""
-    _guard_socket(connection)
-    config, geometry = _read_setup(connection)
-    reconstructor = reconstructor or DiffusionReconstructor.from_config(config)
+    """Set-up shared by both handlers (validated before any data is read), then ``run``; every
+    error is sent to the peer (``send_error``) before the handler returns or raises."""
+    connection = _adapt(connection)
+    try:
+        config, geometry = _read_setup(connection, defaults)
+        if reconstructor is None:
+            reconstructor = DiffusionReconstructor.from_config(config, priors=priors)
+    except (ValueError, RuntimeError, OSError) as error:  # bad properties/header, no prior
+        log.error("cannot start: %s", error)
+        report_error(connection, f"gadgetron-diffusion cannot start: {error}")
+        raise
     summary = run(connection, config, geometry, reconstructor)
     _log_summary(summary)
+    if not summary.ok:
+        report_error(connection, summary.error_text())
     return summary
 
 
-def _read_setup(connection: Connection) -> tuple[GadgetConfig, EncodingGeometry]:
-    """Configuration and encoding geometry, validated before any data is read."""
+def report_error(connection: object, text: str) -> None:
+    """Send ``text`` to the peer if the connection can (Gadgetron: ERROR; MRD: the server's choice)."""
+    send_error = getattr(connection, "send_error", None)
+    if send_error is None:
+        return
     try:
-        config = _config_of(connection)
-        geometry = EncodingGeometry.from_header(connection.header)
-    except ValueError as error:
-        log.error("cannot start: %s", error)
-        raise
+        send_error(text)
+    except OSError as error:
+        log.debug("could not report the error, peer gone: %s", error)
+
+
+def _read_setup(
+    connection: Connection, defaults: GadgetConfig | None
+) -> tuple[GadgetConfig, EncodingGeometry]:
+    """Configuration and encoding geometry, validated before any data is read."""
+    config = _config_of(connection, defaults or GadgetConfig())
+    geometry = EncodingGeometry.from_header(connection.header)
     log.info("configuration: %s", config)
     return config, geometry
 
 
-def _config_of(connection: Connection) -> GadgetConfig:
-    if isinstance(connection.config, ET.Element) or connection.config is None:
-        raw = getattr(getattr(connection, "raw_bytes", None), "config", None)
-        if connection.config is None and raw and raw.strip():
-            return config_from_text(raw)  # gives the XML parse error
-        return config_from_xml(connection.config)
-    if isinstance(connection.config, GadgetConfig):
-        return connection.config
-    raise ConfigError(
-        f"connection.config: expected an XML element, got {type(connection.config).__name__}"
-    )
+def _config_of(connection: Connection, defaults: GadgetConfig) -> GadgetConfig:
+    """The connection's properties over ``defaults`` (a GadgetConfig from the MRD server as is)."""
+    config = connection.config
+    if isinstance(config, GadgetConfig):
+        return config
+    if isinstance(config, bytes):
+        config = parse_config(config)
+    if config is not None and not isinstance(config, ET.Element):
+        raise ConfigError(
+            f"connection.config: expected an XML element, got {type(config).__name__}"
+        )
+    properties = properties_from_xml(config)
+    if not properties:
+        return defaults
+    return GadgetConfig.from_properties({**defaults.to_properties(), **properties})
 
 
 def _log_summary(summary: RunSummary) -> None:
@@ -91,46 +128,44 @@ def _log_summary(summary: RunSummary) -> None:
         log.warning("failed %s", failure)
 
 
-class EofSafeSocket:
-    """Gadgetron's socket wrapper, except that a closed peer raises ConnectionError.
+EofSafeSocket = BoundedSocket  # the name the test helpers and benchmarks use
 
-    gadgetron 1.4.1's ``SocketWrapper.read`` loops forever when ``recv`` returns b'' (peer gone);
-    this keeps its interface (read, write, close) and ends the stream instead.
+
+class _GadgetronPythonConnection:
+    """gadgetron-python's ``Connection`` (execute mode) read through :class:`BoundedSocket`.
+
+    ``python -m gadgetron`` has already read CONFIG and HEADER with its own wrapper; from here on
+    every read ends at EOF, an unknown message id ends the stream with a clear error instead of
+    silently, and errors go back to Gadgetron as ERROR messages (its ``close`` sends CLOSE).
     """
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.socket = sock
+    def __init__(self, connection: Any) -> None:
+        inner = connection.socket
+        self.stream = inner if isinstance(inner, BoundedSocket) else BoundedSocket(inner.socket)
+        self.stream.socket.settimeout(None)
+        connection.socket = self.stream
+        self._connection = connection
+        raw = getattr(getattr(connection, "raw_bytes", None), "config", None)
+        config = getattr(connection, "config", None)
+        # gadgetron-python parses CONFIG leniently (None on a parse error); re-parse the raw
+        # bytes in _config_of so the error is reported, and a declaration-only one means none.
+        self.config = config if config is not None or not raw else bytes(raw)
+        self.header = connection.header
 
-    def read(self, nbytes: int) -> bytes:
-        chunks, remaining = [], nbytes
-        while remaining:
-            chunk = self.socket.recv(remaining, socket.MSG_WAITALL)
-            if not chunk:
-                raise ConnectionError(
-                    f"connection closed by the peer with {remaining} of {nbytes} bytes unread"
-                )
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
+    def __iter__(self) -> Iterator[object]:
+        return messages(self.stream, default_readers())
 
-    def write(self, data: bytes) -> None:
-        self.socket.sendall(data)
+    def send(self, item: object) -> None:
+        self._connection.send(item)
 
-    def close(self) -> None:
-        from gadgetron.external import constants
-
-        try:
-            self.socket.send(constants.GadgetMessageIdentifier.pack(constants.GADGET_MESSAGE_CLOSE))
-        except OSError as error:
-            log.debug("could not send CLOSE, peer already gone: %s", error)
-        self.socket.close()
+    def send_error(self, text: str) -> None:
+        self.stream.send_error(text)
 
 
-def _guard_socket(connection: Connection) -> None:
-    """Swap a gadgetron Connection's socket wrapper for :class:`EofSafeSocket` (same socket)."""
-    from gadgetron.external.connection import Connection as GadgetronConnection
+def _adapt(connection: Connection) -> Connection:
+    """Wrap gadgetron-python's Connection; any other connection is used as it is."""
+    from gadgetron.external.connection import Connection as GadgetronPythonConnection
 
-    if isinstance(connection, GadgetronConnection) and not isinstance(
-        connection.socket, EofSafeSocket
-    ):
-        connection.socket = EofSafeSocket(connection.socket.socket)
+    if isinstance(connection, GadgetronPythonConnection):
+        return _GadgetronPythonConnection(connection)
+    return connection

@@ -3,9 +3,10 @@
 ``acquisitions -> noise adjustment -> grouping -> assembly -> reconstruction -> images -> send``
 
 A failure while assembling or reconstructing one slice is logged with the slice's counters and
-that slice is skipped; the stream goes on. A dropped connection or an error in the stream itself
-ends the run; either way the handler returns, so the connection is closed cleanly and Gadgetron
-is never left waiting.
+that slice's raw lines are passed downstream; the stream goes on. When reading the stream fails
+(the peer is gone, a message cannot be framed) the items read so far are still processed: the
+open slices are reconstructed as at the end of a stream. Either way the handler returns, so the
+connection is closed cleanly and Gadgetron is never left waiting.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from gadget.assembly import AssemblyError, SliceGroup, SliceKey, assemble, group_slices
+from gadget.assembly import AssemblyError, SliceGroup, assemble, group_slices
 from gadget.config import GadgetConfig
 from gadget.geometry import EncodingGeometry
 from gadget.images import ImageMaker
@@ -53,11 +54,19 @@ class RunSummary:
     def ok(self) -> bool:
         return not self.failed and self.stream_error is None
 
+    def error_text(self) -> str:
+        """One message for the peer: what went wrong, after what was done."""
+        parts = [f"gadgetron-diffusion: {self.slices_done} slices reconstructed"]
+        if self.stream_error is not None:
+            parts.append(f"the input stream ended early: {self.stream_error}")
+        parts.extend(f"slice failed, raw lines passed on: {failure}" for failure in self.failed)
+        return "; ".join(parts)
+
 
 def each_slice(
     function: Callable[[T], R],
     items: Iterable[T],
-    key: Callable[[T], SliceKey],
+    key: Callable[[T], object],
     summary: RunSummary,
     on_failure: Callable[[T], None] | None = None,
 ) -> Iterator[R]:
@@ -92,9 +101,13 @@ def run_slices(
         log.info("slice (%s) reconstructed in %.1f s", assembled.key, time.perf_counter() - started)
         return images
 
+    passed: set[int] = set()  # a ReconData is the source of several slices: pass it on once
+
     def pass_on_source(assembled: Any) -> None:
         for item in assembled.source:
-            send(item)
+            if id(item) not in passed:
+                passed.add(id(item))
+                send(item)
 
     for images in each_slice(reconstructed, slices, lambda s: s.key, summary, pass_on_source):
         for image in images:
@@ -132,10 +145,20 @@ def run_recon_data(
     reconstructor: Reconstructor,
 ) -> RunSummary:
     """Reconstruct Gadgetron's buffered ReconData on ``connection`` and send the images back."""
-    from gadget.buffers import recon_data_items, slices_of
+    from gadget.buffers import BufferSlice, assemble_buffer, buffer_slices, recon_data_items
+
+    passed: set[int] = set()
+
+    def pass_on_data(job: BufferSlice) -> None:
+        if id(job.data) not in passed:  # once per ReconData, however many of its slices fail
+            passed.add(id(job.data))
+            connection.send(job.data)
 
     def slices(items: Iterator[object], summary: RunSummary) -> Iterator[Any]:
-        return slices_of(recon_data_items(items, forward=connection.send), geometry)
+        jobs = buffer_slices(recon_data_items(items, forward=connection.send))
+        return each_slice(
+            lambda job: assemble_buffer(job, geometry), jobs, str, summary, pass_on_data
+        )
 
     return _run(connection, slices, reconstructor, ImageMaker(geometry, config))
 
@@ -151,12 +174,28 @@ def _run(
     summary = RunSummary()
     items = iter(connection)
     try:
-        run_slices(slices(items, summary), reconstructor, maker, connection.send, summary)
+        run_slices(
+            slices(_until_broken(items, summary), summary),
+            reconstructor,
+            maker,
+            connection.send,
+            summary,
+        )
     except Exception as error:
         summary.stream_error = f"{type(error).__name__}: {error}"
         log.exception("stream ended early after %d images", summary.images_sent)
         pass_on(items, connection.send)
     return summary
+
+
+def _until_broken(items: Iterator[object], summary: RunSummary) -> Iterator[object]:
+    """``items`` until they end or reading the next one fails; a failure is recorded and ends
+    the stream normally, so the stages after it still process (and flush) what was read."""
+    try:
+        yield from items
+    except Exception as error:  # any reader error: the stream cannot go on, what was read can
+        summary.stream_error = f"{type(error).__name__}: {error}"
+        log.error("input stream ended early (%s); processing what was read", summary.stream_error)
 
 
 def pass_on(items: Iterator[object], send: Callable[[object], None]) -> None:

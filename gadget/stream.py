@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import ismrmrd
 import numpy as np
@@ -29,6 +30,30 @@ _NOT_IMAGING = {
 }
 
 
+class Line(NamedTuple):
+    """An acquisition and its place in the stream (0-based, counting every acquisition)."""
+
+    stream_index: int
+    acquisition: ismrmrd.Acquisition
+
+    def describe(self) -> str:
+        """``acquisition 12 (kspace_encode_step_1=5, slice=0, ...)`` for error messages."""
+        idx = self.acquisition.idx
+        counters = ", ".join(
+            f"{name}={getattr(idx, name)}"
+            for name in (
+                "kspace_encode_step_1",
+                "slice",
+                "contrast",
+                "phase",
+                "repetition",
+                "set",
+                "average",
+            )
+        )
+        return f"acquisition {self.stream_index} ({counters})"
+
+
 def _unhandled_reason(item: object) -> str | None:
     """Why the gadget forwards ``item`` unchanged, or None if it reconstructs it."""
     if not isinstance(item, ismrmrd.Acquisition):
@@ -41,18 +66,37 @@ def _unhandled_reason(item: object) -> str | None:
     return None
 
 
+def unpack_buckets(items: Iterable[object]) -> Iterator[object]:
+    """Gadgetron AcquisitionBuckets replaced by what they hold (reference lines, data lines,
+    waveforms, in that order), so their lines are reconstructed and nothing needs a bucket writer;
+    an empty bucket yields nothing. Other items pass unchanged."""
+    from gadgetron.types.acquisition_bucket import AcquisitionBucket
+
+    for item in items:
+        if isinstance(item, AcquisitionBucket):
+            yield from item.ref
+            yield from item.data
+            yield from item.waveforms
+        else:
+            yield item
+
+
 def cartesian_acquisitions(
     items: Iterable[object], forward: Callable[[object], None]
-) -> Iterator[ismrmrd.Acquisition]:
-    """Yield the Cartesian imaging and noise acquisitions; ``forward`` everything else unchanged.
+) -> Iterator[Line]:
+    """Yield the Cartesian imaging and noise acquisitions with their stream index; ``forward``
+    everything else unchanged, in order.
 
     The first item of each forwarded kind is logged (INFO), the rest counted at the end.
     """
     forwarded: dict[str, int] = {}
-    for item in items:
+    index = 0
+    for item in unpack_buckets(items):
         reason = _unhandled_reason(item)
+        if isinstance(item, ismrmrd.Acquisition):
+            index += 1
         if reason is None:
-            yield item
+            yield Line(index - 1, item)
             continue
         if reason not in forwarded:
             log.info("passing on unchanged: %s (not reconstructed by this gadget)", reason)
@@ -69,10 +113,12 @@ class NoiseStatistics:
     Attributes:
         covariance: (coils, coils) complex64 covariance of one noise sample.
         dwell_time_us: sample dwell time of the noise scans.
+        note: how it was measured (for logs and image meta).
     """
 
     covariance: torch.Tensor
     dwell_time_us: float
+    note: str = ""
 
     def for_dwell_time(self, dwell_time_us: float) -> torch.Tensor:
         """Covariance of one sample acquired with ``dwell_time_us`` (noise power ~ 1 / dwell time)."""
@@ -81,33 +127,69 @@ class NoiseStatistics:
         return self.covariance * (self.dwell_time_us / dwell_time_us)
 
 
-def noise_adjustment(
-    acquisitions: Iterable[ismrmrd.Acquisition],
-) -> Iterator[tuple[ismrmrd.Acquisition, NoiseStatistics | None]]:
-    """Consume noise scans (ACQ_IS_NOISE_MEASUREMENT); yield each other acquisition with the
-    noise statistics of the scans that came before it (None when there were none).
+class NoiseState(NamedTuple):
+    """The noise known when a line arrives: statistics, or None and the reason (``note``)."""
 
-    The covariance comes from :func:`diffusion_core.noise.noise_covariance` over all noise samples.
-    Noise scans are not passed on: they hold no image data.
+    statistics: NoiseStatistics | None
+    note: str
+
+
+NO_NOISE_SCAN = NoiseState(None, "not prewhitened: no noise scan before the data")
+
+
+def _bad_noise_scan(line: Line, channels: int | None) -> str | None:
+    """Why a noise scan cannot be used, or None."""
+    acquisition = line.acquisition
+    if acquisition.number_of_samples == 0 or acquisition.active_channels == 0:
+        return f"{acquisition.number_of_samples} samples x {acquisition.active_channels} channels"
+    data = acquisition.data
+    if not np.isfinite(data).all():
+        return f"{int((~np.isfinite(data)).sum())} non-finite (NaN or infinite) samples"
+    if channels is not None and acquisition.active_channels != channels:
+        return f"{acquisition.active_channels} channels, expected {channels} like the noise scans before it"
+    return None
+
+
+def noise_adjustment(lines: Iterable[Line]) -> Iterator[tuple[Line, NoiseState]]:
+    """Consume noise scans (ACQ_IS_NOISE_MEASUREMENT); yield each other line with the noise
+    known when it arrived.
+
+    A noise scan with no samples, non-finite samples or another channel count than the scans
+    before it is dropped with a warning; when none is usable the data are reconstructed without
+    prewhitening and the state says why. The covariance comes from
+    :func:`diffusion_core.noise.noise_covariance` over all usable noise samples. Noise scans are
+    not passed on: they hold no image data.
     """
     samples: list[np.ndarray] = []
+    dropped: list[str] = []
     dwell = 0.0
-    statistics: NoiseStatistics | None = None
-    for acquisition in acquisitions:
+    state: NoiseState | None = None
+    for line in lines:
+        acquisition = line.acquisition
         if acquisition.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
-            if samples and acquisition.active_channels != samples[0].shape[0]:
-                raise ValueError(
-                    f"noise scan {acquisition.scan_counter}: {acquisition.active_channels} channels, "
-                    f"expected {samples[0].shape[0]} like the noise scans before it"
-                )
-            samples.append(np.array(acquisition.data, dtype=np.complex64))
-            dwell = float(acquisition.sample_time_us)
-            statistics = None
+            reason = _bad_noise_scan(line, samples[0].shape[0] if samples else None)
+            if reason is not None:
+                log.warning("noise scan %s dropped: %s", line.describe(), reason)
+                dropped.append(f"noise scan {line.stream_index} dropped ({reason})")
+            else:
+                samples.append(np.array(acquisition.data, dtype=np.complex64))
+                dwell = float(acquisition.sample_time_us)
+            state = None
             continue
-        if samples and statistics is None:
-            statistics = _statistics(np.concatenate(samples, axis=1), dwell)
-            samples = [] if statistics is None else samples
-        yield acquisition, statistics
+        if state is None:
+            state = _state(samples, dwell, dropped)
+        yield line, state
+
+
+def _state(samples: list[np.ndarray], dwell_time_us: float, dropped: list[str]) -> NoiseState:
+    if not samples:
+        if dropped:
+            return NoiseState(None, "not prewhitened: " + "; ".join(dropped))
+        return NO_NOISE_SCAN
+    statistics = _statistics(np.concatenate(samples, axis=1), dwell_time_us)
+    if statistics is None:
+        return NoiseState(None, "not prewhitened: the noise covariance cannot whiten (singular)")
+    return NoiseState(statistics, statistics.note)
 
 
 def _statistics(samples: np.ndarray, dwell_time_us: float) -> NoiseStatistics | None:
@@ -121,4 +203,7 @@ def _statistics(samples: np.ndarray, dwell_time_us: float) -> NoiseStatistics | 
         log.warning("noise scans ignored, reconstructing without prewhitening: %s", error)
         return None
     log.info("noise covariance from %d samples of %d channels", samples.shape[1], samples.shape[0])
-    return NoiseStatistics(covariance, dwell_time_us)
+    note = (
+        f"prewhitened: noise covariance of {samples.shape[1]} samples x {samples.shape[0]} channels"
+    )
+    return NoiseStatistics(covariance, dwell_time_us, note)

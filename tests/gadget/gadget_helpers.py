@@ -13,7 +13,7 @@ from pathlib import Path
 import ismrmrd
 from gadgetron.external import constants, readers, writers
 
-from gadget.handlers import EofSafeSocket
+from gadget.gadgetron_protocol import BoundedSocket as EofSafeSocket
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "gadget" / "examples" / "brain_t1_8ch_r4.h5"
@@ -61,7 +61,7 @@ def play_gadgetron(
     sock: socket.socket, config: bytes, header: bytes, items: Iterable[object], close: bool = True
 ) -> list[object]:
     """Gadgetron's side of the external interface: send config, header, items and CLOSE (from a
-    thread); return what the gadget sends back until its CLOSE."""
+    thread); return what the gadget sends back until its CLOSE (an ERROR as its text)."""
     stream = SocketStream(sock)
 
     def send_all() -> None:
@@ -94,6 +94,8 @@ def play_gadgetron(
             received.append(readers.read_acquisition(stream))
         elif mid == constants.GADGET_MESSAGE_ISMRMRD_WAVEFORM:
             received.append(readers.read_waveform(stream))
+        elif mid == constants.GADGET_MESSAGE_ERROR:  # uint64 length + text, as Gadgetron reads it
+            received.append(readers.read_byte_string(stream, constants.uint64).decode())
         else:
             raise AssertionError(f"unexpected message id {mid} from the gadget")
     sender.join(timeout=30)

@@ -18,7 +18,7 @@ def _geometry(xml: bytes) -> EncodingGeometry:
 
 
 def _groups(acquisitions):
-    return list(group_slices(noise_adjustment(iter(acquisitions))))
+    return list(group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append))))
 
 
 def _reference_slice(acquisitions, geometry) -> np.ndarray:
@@ -76,7 +76,7 @@ def test_slices_are_released_before_the_stream_ends(accelerated_file) -> None:
             consumed.append(a)
             yield a
 
-    first = next(group_slices(noise_adjustment(stream())))
+    first = next(group_slices(noise_adjustment(cartesian_acquisitions(stream(), list().append))))
     assert first.key.repetition == 0
     assert len(consumed) < len(acquisitions)
     assert consumed[-1].is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE)
@@ -108,14 +108,19 @@ def test_inconsistent_channels_and_nan_samples_name_the_line(full_file) -> None:
     geometry = _geometry(xml)
     lines = list(acquisitions[1:])
     odd = ismrmrd.Acquisition.from_array(np.ones((3, 64), np.complex64))
-    odd.scan_counter = 4242
-    group = SliceGroup(SliceKey(0, 0, 0, 0, 0, 0), (*lines[:5], odd), None)
-    with pytest.raises(AssemblyError, match="acquisition 4242 has 3 channels, expected 4"):
+    odd.idx.kspace_encode_step_1 = 9  # scan_counter stays 0, as on every ismrmrd-tools line
+    indices = (1, 2, 3, 4, 5, 42)  # the lines' places in the stream
+    group = SliceGroup(SliceKey(0, 0, 0, 0, 0, 0), (*lines[:5], odd), None, indices)
+    with pytest.raises(
+        AssemblyError,
+        match=r"acquisition 42 \(kspace_encode_step_1=9, slice=0.* has 3 channels, expected 4",
+    ):
         assemble(group, geometry)
     bad = ismrmrd.Acquisition.from_array(np.full((4, 64), np.nan, np.complex64))
-    bad.scan_counter = 77
-    with pytest.raises(AssemblyError, match="acquisition 77 has non-finite"):
-        assemble(SliceGroup(SliceKey(0, 0, 0, 0, 0, 0), (*lines[:5], bad), None), geometry)
+    bad.idx.repetition = 3
+    group = SliceGroup(SliceKey(0, 0, 0, 0, 0, 0), (*lines[:5], bad), None, (1, 2, 3, 4, 5, 77))
+    with pytest.raises(AssemblyError, match=r"acquisition 77 \(.*repetition=3.*\) has non-finite"):
+        assemble(group, geometry)
 
 
 def test_header_without_encoding_limits_is_a_header_error(full_file) -> None:
@@ -136,7 +141,7 @@ def test_unhandled_items_are_forwarded_in_order() -> None:
     waveform = ismrmrd.Waveform.from_array(np.zeros((1, 4), np.uint32))
     forwarded: list[object] = []
     kept = list(cartesian_acquisitions([waveform, imaging, radial, navigator], forwarded.append))
-    assert kept == [imaging]
+    assert [line.acquisition for line in kept] == [imaging] and kept[0].stream_index == 0
     assert forwarded == [waveform, radial, navigator]
 
 
@@ -144,4 +149,23 @@ def test_noise_covariance_scales_with_dwell_time() -> None:
     statistics = NoiseStatistics(torch.eye(2, dtype=torch.complex64), dwell_time_us=5.0)
     assert torch.allclose(
         statistics.for_dwell_time(10.0), 0.5 * torch.eye(2, dtype=torch.complex64)
+    )
+
+
+def test_out_of_order_lines_are_placed_by_their_counters(full_file) -> None:
+    xml, acquisitions = acquisitions_of(full_file)
+    geometry = _geometry(xml)
+    (group,) = _groups(acquisitions)
+    lines = list(group.acquisitions)
+    order = np.random.default_rng(0).permutation(
+        len(lines) - 1
+    )  # the LAST_IN_SLICE line stays last
+    shuffled = [lines[i] for i in order] + [lines[-1]]
+    (regrouped,) = _groups([acquisitions[0], *shuffled])
+    assert [a.idx.kspace_encode_step_1 for a in regrouped.acquisitions] != sorted(
+        a.idx.kspace_encode_step_1 for a in regrouped.acquisitions
+    )
+    assert regrouped.indices == tuple(range(1, len(lines) + 1))  # places in the stream
+    np.testing.assert_array_equal(
+        assemble(regrouped, geometry).kspace.numpy(), assemble(group, geometry).kspace.numpy()
     )

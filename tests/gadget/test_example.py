@@ -7,7 +7,7 @@ from gadget_helpers import EXAMPLE, acquisitions_of
 
 from gadget.assembly import assemble, group_slices
 from gadget.geometry import EncodingGeometry
-from gadget.stream import noise_adjustment
+from gadget.stream import cartesian_acquisitions, noise_adjustment
 
 
 def test_bundled_example_is_a_small_accelerated_multicoil_scan() -> None:
@@ -20,7 +20,9 @@ def test_bundled_example_is_a_small_accelerated_multicoil_scan() -> None:
     assert any(a.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION) for a in acquisitions)
     assert any(a.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING) for a in acquisitions)
     assert len(flags) == 67
-    (group,) = list(group_slices(noise_adjustment(iter(acquisitions))))
+    (group,) = list(
+        group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append)))
+    )
     assembled = assemble(group, geometry)
     assert assembled.kspace.shape == (8, 192, 192)
     rows = assembled.mask[:, 0]

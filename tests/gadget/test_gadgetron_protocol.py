@@ -29,7 +29,7 @@ from gadgetron.external import constants, writers
 from gadgetron.types.recon_data import ReconBit, ReconBuffer, ReconData, SamplingDescription
 
 from gadget.assembly import group_slices
-from gadget.stream import noise_adjustment
+from gadget.stream import cartesian_acquisitions, noise_adjustment
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -122,7 +122,9 @@ def _recon_data(path) -> tuple[bytes, list[ReconData]]:
     encoded = header.encoding[0].encodedSpace.matrixSize
     centre = header.encoding[0].encodingLimits.kspace_encoding_step_1.center
     items = []
-    for group in group_slices(noise_adjustment(iter(acquisitions))):
+    for group in group_slices(
+        noise_adjustment(cartesian_acquisitions(acquisitions, list().append))
+    ):
         acs = [
             a
             for a in group.acquisitions
@@ -150,7 +152,7 @@ def test_bad_property_stops_before_data(accelerated_file, fast_properties) -> No
         received = play_gadgetron(
             sock, configuration_xml({**fast_properties, "nfe": "many"}), xml, acquisitions[:3]
         )
-        assert received == []
+    assert len(received) == 1 and "property 'nfe': expected an integer, got 'many'" in received[0]
     assert gadget.returncode != 0 and "property 'nfe': expected an integer" in gadget.output
 
 
@@ -171,6 +173,25 @@ def test_dropped_connection_ends_the_gadget(accelerated_file, fast_properties) -
         sock.shutdown(socket.SHUT_RDWR)
     assert gadget.returncode is not None  # finish() waited at most 30 s
     assert "connection closed by the peer" in gadget.output, gadget.output
+
+
+@pytest.mark.parametrize("after", ["header", "three acquisitions"])
+def test_execute_mode_exits_when_gadgetron_closes(accelerated_file, fast_properties, after) -> None:
+    """The peer closes without CLOSE after the header: the process ends (not spinning)."""
+    xml, acquisitions = acquisitions_of(accelerated_file)
+    with execute_mode("handle_acquisitions") as (sock, gadget):
+        stream = SocketStream(sock)
+        stream.write(constants.GadgetMessageIdentifier.pack(constants.GADGET_MESSAGE_CONFIG))
+        writers.write_byte_string(stream, configuration_xml(fast_properties))
+        stream.write(constants.GadgetMessageIdentifier.pack(constants.GADGET_MESSAGE_HEADER))
+        writers.write_byte_string(stream, xml)
+        for acq in acquisitions[: 3 if after != "header" else 0]:
+            writers.write_acquisition(stream, acq)
+        sock.shutdown(socket.SHUT_WR)
+        started = time.monotonic()
+        gadget.finish(timeout=60)
+    assert gadget.returncode is not None and time.monotonic() - started < 60
+    assert "connection closed by the peer" in gadget.output, gadget.output[-2000:]
 
 
 def test_listen_mode(accelerated_file, fast_properties) -> None:

@@ -13,13 +13,16 @@ from gadget.assembly import assemble, group_slices
 from gadget.config import GadgetConfig
 from gadget.geometry import EncodingGeometry
 from gadget.replay import replay
-from gadget.stream import noise_adjustment
+from gadget.stream import cartesian_acquisitions, noise_adjustment
 
 
 def _assembled(path):
     xml, acquisitions = acquisitions_of(path)
     geometry = EncodingGeometry.from_header(ismrmrd.xsd.CreateFromDocument(xml))
-    return [assemble(g, geometry) for g in group_slices(noise_adjustment(iter(acquisitions)))]
+    return [
+        assemble(g, geometry)
+        for g in group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append)))
+    ]
 
 
 @pytest.mark.timeout(240)
