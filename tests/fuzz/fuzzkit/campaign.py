@@ -80,7 +80,7 @@ class Campaign:
             case.mkdir(exist_ok=True)
             try:
                 name = datasets.mutated_file(base, family, seed, case / "in.h5")
-                bound = self.bound_s * (3 if category == "file-cli" else 2)
+                bound = self.bound_s * (4 if category == "file-cli" else 3)
                 return run_file_case(name, case / "in.h5", case / "out.h5", category[5:],
                                      self.properties, bound)  # fmt: skip
             finally:

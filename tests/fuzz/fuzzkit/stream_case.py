@@ -301,17 +301,24 @@ def run_server_case(server: Server, payload: Wire, bound: float, header: bytes) 
 
 def _probe(server: Server, bound: float, header: bytes) -> str:
     """'' if the server serves a valid minimal session, else what went wrong."""
-    try:
-        sock = server.connect()
-    except OSError as error:
-        return f"next connection refused: {error}"
+    deadline = time.monotonic() + bound
+    while True:  # a listener may take a moment to listen again after a connection
+        try:
+            sock = server.connect()
+            break
+        except OSError as error:
+            if time.monotonic() > deadline or not server.alive():
+                return f"next connection refused for {bound:.0f} s: {error}"
+            time.sleep(0.2)
     reply = exchange(sock, _probe_wire(server.kind, server.properties, header), bound, None)
     _, closed, _ = parse_reply(reply.data)
     return "" if closed else "the next (valid) session was not served"
 
 
 def run_execute_case(payload: Wire, bound: float, startup: float = 90) -> Outcome:
-    """``payload`` to ``python -m gadgetron PORT gadget.handlers handle_acquisitions``."""
+    """``payload`` to ``python -m gadgetron PORT gadget.handlers handle_acquisitions``.
+
+    The reply may take three bounds: the process loads the prior after it has connected."""
     outcome = Outcome("gadgetron-execute", payload.name)
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(startup)
@@ -344,7 +351,7 @@ def run_execute_case(payload: Wire, bound: float, startup: float = 90) -> Outcom
             return outcome
         finally:
             listener.close()
-        reply = exchange(sock, payload, bound, process.pid)
+        reply = exchange(sock, payload, 3 * bound, process.pid)
         try:
             process.wait(timeout=bound if reply.eof or payload.ending == "close" else 1)
         except subprocess.TimeoutExpired:
@@ -356,6 +363,8 @@ def run_execute_case(payload: Wire, bound: float, startup: float = 90) -> Outcom
             os.killpg(process.pid, 9)
             process.wait()
         reader.join(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
     log = b"".join(output).decode(errors="replace")
     judge(outcome, payload, reply, log)
     if not outcome.hang and process.returncode not in EXECUTE_EXIT_CODES:

@@ -26,8 +26,8 @@ def configuration(properties: dict[str, str]) -> bytes:
 def _items(acquisitions: list[ismrmrd.Acquisition], rng: random.Random) -> list[object]:
     """The acquisitions with a waveform and an image of another source among them."""
     items: list[object] = list(acquisitions)
-    items.insert(rng.randrange(1, len(items)), wire.waveform())
-    items.insert(rng.randrange(1, len(items)), wire.image())
+    items.insert(rng.randrange(len(items) + 1), wire.waveform())
+    items.insert(rng.randrange(len(items) + 1), wire.image())
     return items
 
 
