@@ -332,8 +332,8 @@ def make_case(
     kspace = (clean + noise_level * noise).to(torch.complex64)
     orientation = ORIENTATIONS[slice_spec.axis]
     name = (
-        f"{subject.name} {orientation} {index} | {coils.kind} x{coils.count} | "
-        f"noise {noise_level:g} | fov x{placement.fov_scale:.2f}"
+        f"{subject.name} {orientation} {index}, {coils.kind} x{coils.count}, "
+        f"noise {noise_level:g}, fov x{placement.fov_scale:.2f}"
     )
     meta = CaseMeta(
         name,
