@@ -256,6 +256,10 @@ def write_markdown(records: list[Record], args: argparse.Namespace, path: Path) 
         f"L1-wavelet: best of weights {list(args.l1_weights)} per case and mask. "
         f"False signal: 99th percentile outside the object dilated by {args.dilate} px / "
         "the object's 99th percentile.",
+        "Groups: from the prior's model card (`<checkpoint>.json`): subjects in its training data are "
+        "'seen by prior'; only a prior trained without a subject (`--checkpoint-for`) makes its "
+        "rows a leave-one-subject-out result.",
+        *([f"Note: {args.note}"] if args.note else []),
         "",
         "## Summary (per case: median over its seeds; then min / median over cases)",
         "",
@@ -375,6 +379,7 @@ def run(args: argparse.Namespace) -> list[Record]:
     from diffusion_core.checkpoint import load_checkpoint
     from diffusion_core.priors import DEFAULT_PRIOR_PATH
 
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     config = ReconConfig(
         sampler="dds", nfe=args.nfe, num_samples=args.samples, cg_iters=args.cg_iters
@@ -392,6 +397,12 @@ def run(args: argparse.Namespace) -> list[Record]:
             loaded[path] = (denoiser, prior_subjects(card) if card.is_file() else None)
         return (path, *loaded[path])
 
+    if args.render_only:
+        records = _load_records(args.json)
+        if args.out:
+            write_markdown(records, args, args.out)
+        print("\n".join(summary_table(records)))
+        return records
     cases = build_cases(args)
     records = _load_records(args.json) if args.resume else []
     done = {r.key for r in records}
@@ -481,10 +492,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SUBJECT=PATH",
         help="a prior for one subject (e.g. trained without it); repeatable",
     )
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1 suits a shared 2-core machine)"
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=None, help="markdown table (rewritten per case)")
     p.add_argument("--json", type=Path, default=None, help="per-case records (rewritten per case)")
     p.add_argument("--resume", action="store_true", help="skip records already in --json")
+    p.add_argument("--render-only", action="store_true", help="rewrite --out from --json")
+    p.add_argument("--note", default="", help="a line for the markdown's header")
     p.add_argument("--figure", type=Path, default=None, help="PNG (needs matplotlib: extra 'plot')")
     args = p.parse_args(argv)
     args.checkpoint_for = dict(args.checkpoint_for)
