@@ -385,7 +385,7 @@ def real_brain_case(path: Path, size: int | None = None) -> Case:
     stem = path.name.removesuffix(".npy")
     ny, nx = full.shape[-2:]
     meta = CaseMeta(
-        f"{stem} (real {full.shape[0]} coils)",
+        f"{stem} (real {full.shape[0]} coils, {ny}x{nx})",
         stem,
         "real",
         "real",
