@@ -369,6 +369,25 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
     return cases
 
 
+def _image_file(folder: Path, key: tuple[str, str, int]) -> Path:
+    name = "_".join(str(k) for k in key)
+    return folder / ("".join(c if c.isalnum() or c in "=.-" else "_" for c in name) + ".npz")
+
+
+def save_images(folder: Path, key: tuple[str, str, int], images: dict[str, torch.Tensor]) -> None:
+    """The record's images (reference, product, std, L1-wavelet) as one .npz, for --render-only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(_image_file(folder, key), **{k: v.numpy() for k, v in images.items()})
+
+
+def load_images(folder: Path, key: tuple[str, str, int]) -> dict[str, torch.Tensor] | None:
+    path = _image_file(folder, key)
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return {k: torch.from_numpy(data[k]) for k in data.files}
+
+
 def _load_records(path: Path | None) -> list[Record]:
     if path is None or not path.is_file():
         return []
@@ -401,6 +420,10 @@ def run(args: argparse.Namespace) -> list[Record]:
         records = _load_records(args.json)
         if args.out:
             write_markdown(records, args, args.out)
+        if args.figure and args.images:
+            found = {r.key: load_images(args.images, r.key) for r in records}
+            kept = {k: v for k, v in found.items() if v is not None}
+            save_figure(records, kept, args.dilate, args.figure)  # type: ignore[arg-type]
         print("\n".join(summary_table(records)))
         return records
     cases = build_cases(args)
@@ -428,6 +451,8 @@ def run(args: argparse.Namespace) -> list[Record]:
                 )
                 records.append(record)
                 images[record.key] = imgs
+                if args.images:
+                    save_images(args.images, record.key, imgs)
                 log.info(
                     "%s | %s | seed %d: product %.2f dB, L1 %.2f dB (margin %+.2f), "
                     "false signal %.3f / %.3f, %.0f s",
@@ -506,7 +531,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="markdown table (rewritten per case)")
     p.add_argument("--json", type=Path, default=None, help="per-case records (rewritten per case)")
     p.add_argument("--resume", action="store_true", help="skip records already in --json")
-    p.add_argument("--render-only", action="store_true", help="rewrite --out from --json")
+    p.add_argument("--images", type=Path, default=None, help="folder for each record's images")
+    p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite --out (and --figure from --images) from --json",
+    )
     p.add_argument("--note", default="", help="a line for the markdown's header")
     p.add_argument("--figure", type=Path, default=None, help="PNG (needs matplotlib: extra 'plot')")
     args = p.parse_args(argv)

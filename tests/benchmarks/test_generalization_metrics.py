@@ -90,3 +90,15 @@ def test_groups_follow_the_model_card() -> None:
     assert group_of("someone_new", splits) == "held out"
     assert group_of("colin27", None).startswith("unknown")
     assert group_of("brain8ch_full_c_y_x", splits).startswith("held out (eval brain")
+
+
+def test_record_images_round_trip(tmp_path: Path) -> None:
+    from benchmarks.generalization import load_images, save_images
+
+    key = ("niivue_FLAIR axial 83, loops x9, noise 0.01, fov x1.20", "R=8 2D Poisson", 2)
+    images = {"reference": disc(), "std": torch.rand(64, 64)}
+    save_images(tmp_path, key, images)
+    back = load_images(tmp_path, key)
+    assert back is not None and torch.equal(back["reference"], images["reference"])
+    assert torch.equal(back["std"], images["std"])
+    assert load_images(tmp_path, (key[0], key[1], 3)) is None
