@@ -96,6 +96,11 @@ class Record:
     checkpoint: str
 
     @property
+    def false_signal_excess(self) -> float:
+        """Product's false signal minus L1-wavelet's (> 0: the product shows more)."""
+        return self.false_signal_pm - self.false_signal_l1
+
+    @property
     def key(self) -> tuple[str, str, int]:
         return (self.case, self.mask, self.seed)
 
@@ -194,6 +199,7 @@ SUMMARY_FIELDS = (
     ("within_2std", "within 2 std"),
     ("false_signal_pm", "false signal, product"),
     ("false_signal_l1", "false signal, L1"),
+    ("false_signal_excess", "false signal, product - L1"),
 )
 
 
@@ -250,10 +256,13 @@ def write_markdown(records: list[Record], args: argparse.Namespace, path: Path) 
         ).stdout.strip()
     except OSError:
         commit = "?"
+    shown = [
+        a for i, a in enumerate(args.argv) if a != "--note" and args.argv[i - 1 : i] != ["--note"]
+    ]
     lines = [
         "# Generalization benchmark",
         "",
-        f"Command: `python benchmarks/generalization.py {' '.join(args.argv)}` "
+        f"Command: `python benchmarks/generalization.py {' '.join(shown)}` "
         f"(commit {commit or '?'}, device {args.device}).",
         f"Product: DDS, nfe {args.nfe}, K = {args.samples}, cg_iters {args.cg_iters}; "
         f"L1-wavelet: best of weights {list(args.l1_weights)} per case and mask. "
