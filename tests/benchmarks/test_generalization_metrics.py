@@ -1,0 +1,104 @@
+"""The generalization benchmark's own figures: false signal outside the object, the summary."""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.generalization import (  # noqa: E402
+    Record,
+    false_signal,
+    group_of,
+    outside_object,
+    summary_table,
+)
+
+
+def disc(n: int = 64, radius: float = 16.0) -> torch.Tensor:
+    y, x = torch.meshgrid(torch.arange(n) - n / 2, torch.arange(n) - n / 2, indexing="ij")
+    return ((y**2 + x**2) <= radius**2).to(torch.complex64)
+
+
+def test_outside_object_excludes_the_dilated_object() -> None:
+    ref = disc()
+    outside = outside_object(ref, dilate=3)
+    inside = ref.abs().numpy() > 0.5
+    assert not (outside & inside).any()
+    # a 3-pixel 8-connected dilation: pixel (32, 32 + 16 + 3) is covered, (32, 32 + 16 + 4) is not
+    assert not outside[32, 51] and outside[32, 52]
+
+
+def test_false_signal_measures_a_blob_outside_the_object() -> None:
+    ref = disc()
+    outside = outside_object(ref, dilate=3)
+    assert false_signal(ref, ref, outside) == 0.0
+    img = ref.clone()
+    img[2:12, 2:12] = 0.5  # a 100-pixel blob, half the object's brightness, in the background
+    # 100 of the outside pixels are 0.5, so the 99th percentile of them is 0.5 (fit ~ 1)
+    value = false_signal(ref, img, outside)
+    assert outside.sum() * 0.01 < 100
+    r, m = ref.abs().double(), img.abs().double()
+    a = float((m * r).sum() / (m * m).sum())
+    assert value == pytest.approx(0.5 * a, rel=1e-6)
+    assert math.isnan(false_signal(ref, img, np.zeros((64, 64), bool)))
+
+
+def _record(case: str, mask: str, seed: int, margin: float) -> Record:
+    nan = math.nan
+    values = dict.fromkeys(
+        (
+            "psnr_pm psnr_l1 psnr_object_pm psnr_object_l1 ssim_pm ssim_l1 margin_object "
+            "within_2std false_signal_pm false_signal_l1 false_signal_ref l1_weight "
+            "seconds_pm seconds_l1"
+        ).split(),
+        nan,
+    )
+    return Record(case, "s", "held out", mask, seed, margin=margin, checkpoint="p", **values)
+
+
+def test_summary_takes_min_and_median_over_cases_of_the_median_over_seeds() -> None:
+    mask = "R=4 1D random"
+    records = [
+        _record("a", mask, 0, 1.0),
+        _record("a", mask, 1, 3.0),
+        _record("a", mask, 2, 2.5),  # case a: median 2.5
+        _record("b", mask, 0, -1.0),  # case b: -1
+        _record("c", mask, 0, 4.0),  # case c: 4
+    ]
+    line = next(line for line in summary_table(records) if mask in line)
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[3] == "3"  # cases
+    assert cells[4] == "-1.00 / 2.50"  # margin: min over cases / median over cases
+    assert cells[5] == "-"  # all NaN
+    other = replace(records[0], mask="R=8 2D Poisson", margin=7.0)
+    assert any("R=8 2D Poisson | 1 | 7.00 / 7.00" in line for line in summary_table([other]))
+
+
+def test_groups_follow_the_model_card() -> None:
+    splits = {"colin27": "train", "niivue_FLAIR": "validation"}
+    assert group_of("colin27", splits) == "seen by prior"
+    assert group_of("niivue_FLAIR", splits) == "held out"
+    assert group_of("someone_new", splits) == "held out"
+    assert group_of("colin27", None).startswith("unknown")
+    assert group_of("brain8ch_full_c_y_x", splits).startswith("held out (eval brain")
+
+
+def test_record_images_round_trip(tmp_path: Path) -> None:
+    from benchmarks.generalization import load_images, save_images
+
+    key = ("niivue_FLAIR axial 83, loops x9, noise 0.01, fov x1.20", "R=8 2D Poisson", 2)
+    images = {"reference": disc(), "std": torch.rand(64, 64)}
+    save_images(tmp_path, key, images)
+    back = load_images(tmp_path, key)
+    assert back is not None and torch.equal(back["reference"], images["reference"])
+    assert torch.equal(back["std"], images["std"])
+    assert load_images(tmp_path, (key[0], key[1], 3)) is None
