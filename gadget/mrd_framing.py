@@ -88,7 +88,7 @@ class FrameLimits:
     max_samples: int = 8192
     max_channels: int = 128
     max_trajectory_dimensions: int = 3
-    max_image_bytes: int = 256 << 20
+    max_image_bytes: int = 64 << 20
     idle_timeout_s: float = 60.0
     message_timeout_s: float = 60.0
 
@@ -253,9 +253,12 @@ class FrameReader:
         return int(struct.unpack("<I" if size == 4 else "<Q", self._read(size, where))[0])
 
     def _read(self, nbytes: int, what: str, boundary: bool = False) -> bytes:
-        """Exactly ``nbytes``; EOF before the first byte of a message id is StreamEnded."""
-        buffer = bytearray(nbytes)
-        view, got = memoryview(buffer), 0
+        """Exactly ``nbytes``; EOF before the first byte of a message id is StreamEnded.
+
+        Reads in chunks of at most 1 MiB, so memory follows the bytes that really arrive, not
+        the size a message declares."""
+        chunks: list[bytes] = []
+        got = 0
         while got < nbytes:
             now = time.monotonic()
             wait = self.limits.idle_timeout_s
@@ -268,7 +271,7 @@ class FrameReader:
                 )
             self.sock.settimeout(wait)
             try:
-                received = self.sock.recv_into(view[got:], min(nbytes - got, 1 << 20))
+                chunk = self.sock.recv(min(nbytes - got, 1 << 20))
             except TimeoutError:
                 if self._deadline is None:
                     raise ReadTimeout(
@@ -277,16 +280,17 @@ class FrameReader:
                 continue  # the loop re-checks the message deadline
             except (ConnectionResetError, BrokenPipeError) as error:
                 raise StreamCut(f"{what}: connection reset by the client ({error})") from None
-            if received == 0:
+            if not chunk:
                 if boundary and got == 0:
                     raise StreamEnded(f"the client closed the stream after {self.count} messages")
                 raise StreamCut(
                     f"{what}: the client closed the stream with {nbytes - got} of {nbytes} "
                     "bytes missing"
                 )
-            got += received
-            self.offset += received
-        return bytes(buffer)
+            chunks.append(chunk)
+            got += len(chunk)
+            self.offset += len(chunk)
+        return b"".join(chunks)
 
 
 def text_frame(mid: int, text: str) -> bytes:
