@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import torch
 from gadget_helpers import ROOT, acquisitions_of, configuration_xml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mrd_clients import fire_bytes_text, fire_session, gadgetron_session
 
 from diffusion_core.coils import rss
@@ -447,3 +449,74 @@ def test_shipped_prior_through_the_server_matches_replay_and_beats_zero_filled(
             reference, rss(ifft2c(assembled.kspace))
         )
         assert gain > 2.0, f"repetition {assembled.key.repetition}: PSNR gain {gain:.2f} dB"
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(accelerated_file):
+    recon = ZeroFilled()
+    limits = ServerLimits(idle_timeout_s=0.3)
+    server = MrdServer(
+        ("127.0.0.1", 0),
+        ServerConfig(GadgetConfig(device="cpu"), limits=limits),
+        (),
+        lambda c, w: recon,
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    xml, acquisitions = acquisitions_of(accelerated_file)
+    stream = _setup_bytes(xml) + b"".join(
+        struct.pack("<H", 1008) + a.to_bytes() for a in acquisitions[:30]
+    )
+    yield server, stream
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_mutated_streams_always_end_with_close(fuzz_server, data):
+    """Random cuts and overwritten bytes anywhere in a valid stream: the server answers with
+    CLOSE (after any images and TEXT) within its deadlines, and serves the next client."""
+    server, stream = fuzz_server
+    cut = data.draw(st.integers(0, len(stream)), label="cut")
+    mutated = bytearray(stream[:cut])
+    for _ in range(data.draw(st.integers(0, 4), label="overwrites")):
+        if mutated:
+            mutated[data.draw(st.integers(0, len(mutated) - 1))] = data.draw(st.integers(0, 255))
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", _port(server)), timeout=10) as sock:
+        sock.sendall(bytes(mutated))
+        reply = b""
+        sock.settimeout(10)
+        try:
+            while not _ends_with_close(reply) and (chunk := sock.recv(1 << 16)):
+                reply += chunk
+        except ConnectionResetError:
+            pass  # the server stopped reading a stream it could not use
+    assert _ends_with_close(reply), f"cut {cut}: {reply[-60:]!r}"
+    assert time.monotonic() - started < 8
+
+
+def _ends_with_close(reply: bytes) -> bool:
+    """Walk the server's reply message by message; True if it is whole and ends with CLOSE."""
+    at = 0
+    while at + 2 <= len(reply):
+        (mid,) = struct.unpack_from("<H", reply, at)
+        at += 2
+        if mid == 4:
+            return at == len(reply)
+        if mid == 5:
+            (length,) = struct.unpack_from("<I", reply, at)
+            at += 4 + length
+        elif mid == 1022:
+            head = ismrmrd.ImageHeader.from_buffer_copy(reply[at : at + 198])
+            (attributes,) = struct.unpack_from("<Q", reply, at + 198)
+            x, y, z = head.matrix_size
+            at += 206 + attributes + head.channels * x * y * z * (8 if head.data_type == 7 else 4)
+        else:
+            return False
+    return False
