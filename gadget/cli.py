@@ -184,6 +184,7 @@ def _serve_options(commands: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from diffusion_core.checkpoint import checkpoint_paths, read_card
     from gadget.config import config_from_text
     from gadget.mrd_config import ServerConfig, ServerLimits, SessionError, session_config
     from gadget.mrd_framing import ConfigTextMessage
@@ -213,11 +214,20 @@ def _serve(args: argparse.Namespace) -> int:
         server_config = dataclasses.replace(
             base, named=tuple(named), return_unprocessed=args.return_unprocessed
         )
+        for path in server_config.allowed_checkpoints:
+            read_card(path)  # names the missing or malformed file now, not at a client's session
+            weights, _ = checkpoint_paths(path)
+            if not weights.is_file():
+                raise ConfigError(f"--checkpoint {path}: weights file {weights} not found")
         noise = read_noise_acquisitions(args.noise) if args.noise else []
     except (ConfigError, SessionError, NoiseFileError, ValueError, OSError) as error:
         print(f"gadgetron-diffusion serve: {error}", file=sys.stderr)
         return 2
-    serve(args.host, args.port, server_config, noise)
+    try:
+        serve(args.host, args.port, server_config, noise)
+    except (ValueError, RuntimeError, OSError) as error:  # default prior, device, address
+        print(f"gadgetron-diffusion serve: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

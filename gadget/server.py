@@ -34,7 +34,7 @@ from gadget.connections import MrdStreamConnection
 from gadget.mrd_config import ServerConfig, SessionError, session_config
 from gadget.mrd_framing import TEXT, FramingError, ReadTimeout, close_frame, text_frame
 from gadget.noise_file import prepend_noise
-from gadget.recon import DiffusionReconstructor, PriorCache, Reconstructor
+from gadget.recon import DiffusionReconstructor, PriorCache, Reconstructor, choose_device
 
 log = logging.getLogger(__name__)
 
@@ -301,8 +301,13 @@ def serve(
     noise: Sequence[ismrmrd.Acquisition] = (),
     ready: threading.Event | None = None,
 ) -> None:
-    """Serve until interrupted (Ctrl-C)."""
+    """Load the default prior, then serve until interrupted (Ctrl-C).
+
+    Raises (before listening) what loading the default prior raises: CheckpointError, or
+    RuntimeError when its device is not available; OSError when the address cannot be bound.
+    """
     with MrdServer((host, port), config, noise) as server:
+        server.priors.get(config.default, choose_device(config.default.device))
         log.info(
             "MRD server listening on %s:%d; configurations %s; priors %s",
             host,

@@ -32,6 +32,8 @@ def test_serve_defaults_to_loopback_and_lists_its_configuration_names(capsys) ->
         (["--config-name", "default=x.xml"], "x.xml"),
         (["--checkpoint", "a/p.safetensors", "--checkpoint", "b/p"], "share the name(s) ['p']"),
         (["--idle-timeout", "0"], "idle_timeout_s > 0"),
+        (["--checkpoint", "nowhere/prior"], "nowhere/prior"),
+        (["--device", "cuda:7", "--port", "0"], "no CUDA device is available"),
     ],
 )
 def test_bad_serve_options_exit_2_with_a_reason(argv, expected, capsys, tmp_path, monkeypatch):
