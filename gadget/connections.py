@@ -162,9 +162,10 @@ class MrdStreamConnection:
         else:
             self.held_back[type(item).__name__] += 1
 
-    def send_text(self, text: str) -> None:
-        """A TEXT message (NUL-terminated, as python-ismrmrd-server sends its log lines)."""
-        self._write(text_frame(TEXT, text))
+    def send_text(self, line: str) -> None:
+        """A TEXT message: ``line`` and a newline (gadgetron_ismrmrd_client prints TEXT as it
+        comes), NUL-terminated as python-ismrmrd-server sends its log lines."""
+        self._write(text_frame(TEXT, line + "\n"))
 
     def close(self) -> None:
         """Send CLOSE."""

@@ -157,7 +157,7 @@ class MrdServer(socketserver.ThreadingTCPServer):
                 text_frame(
                     TEXT,
                     f"ERROR: server busy ({self.config.limits.max_sessions} sessions "
-                    "running); try again later",
+                    "running); try again later\n",
                 )
                 + close_frame(),
             )
@@ -196,7 +196,7 @@ def _serve_session(server: MrdServer, sock: socket.socket, peer: str) -> None:
         return
     except (SessionError, FramingError, ReadTimeout) as error:
         log.error("client %s: cannot start: %s", peer, error)
-        _send_quietly(sock, text_frame(TEXT, f"ERROR: {error}") + close_frame())
+        _send_quietly(sock, text_frame(TEXT, f"ERROR: {error}\n") + close_frame())
         return
     try:
         _run(server, connection, sock, peer)

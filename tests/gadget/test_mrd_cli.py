@@ -68,7 +68,7 @@ def test_the_serve_command_serves_a_fire_client(accelerated_file, small_checkpoi
         xml, acquisitions = acquisitions_of(accelerated_file)
         got = fire_session(port, xml.decode(), acquisitions, config_file="default")
         assert got.closed and len(got.images) == 4
-        assert got.texts[-1] == "INFO: 2 slices reconstructed, 4 images sent"
+        assert got.texts[-1] == "INFO: 2 slices reconstructed, 4 images sent\n"
     finally:
         server.terminate()
         server.communicate(timeout=30)

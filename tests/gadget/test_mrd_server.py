@@ -112,7 +112,7 @@ def test_fire_client_with_nul_terminated_texts_and_json_config(make_server, acce
     assert len(expected) == 6  # 2 repetitions x (mean, std, complex)
     _same_images(got.images, expected)
     assert any("sendOriginal" in t and t.startswith("WARNING") for t in got.texts)
-    assert got.texts[-1] == "INFO: 2 slices reconstructed, 6 images sent"
+    assert got.texts[-1] == "INFO: 2 slices reconstructed, 6 images sent\n"
 
 
 @pytest.mark.parametrize("with_nul", [False, True], ids=["gadgetron>=4.1", "gadgetron<=4.0"])
