@@ -200,6 +200,8 @@ def _serve_session(server: MrdServer, sock: socket.socket, peer: str) -> None:
         return
     try:
         _run(server, connection, sock, peer)
+    except OSError as error:  # the client left while we were writing to it
+        log.info("client %s gone: %s", peer, error)
     finally:
         try:
             connection.close()
