@@ -1,7 +1,7 @@
 """``gadgetron-diffusion``: offline replay of ISMRMRD files and an MRD streaming server.
 
     gadgetron-diffusion replay IN.h5 OUT.h5 [--png DIR] [--overwrite] [recon options]
-    gadgetron-diffusion serve --port 9002 [recon options]
+    gadgetron-diffusion serve [--host 127.0.0.1] [--port 9002] [--checkpoint P ...] [--noise N.h5] [recon options]
     gadgetron-diffusion train --data DIR --out STEM [training options]
 
 Recon options map one to one onto the gadget's XML properties (see ``gadget.config``).
@@ -20,7 +20,7 @@ from gadget.config import OUTPUT_TYPES, SAMPLERS, ConfigError, GadgetConfig
 log = logging.getLogger("gadget.cli")
 
 
-def _recon_options(parser: argparse.ArgumentParser) -> None:
+def _recon_options(parser: argparse.ArgumentParser, checkpoint_help: str | None = None) -> None:
     defaults = GadgetConfig()
     group = parser.add_argument_group("reconstruction (the gadget's XML properties)")
     group.add_argument("--sampler", choices=SAMPLERS, default=defaults.sampler)
@@ -36,11 +36,14 @@ def _recon_options(parser: argparse.ArgumentParser) -> None:
         default=defaults.cg_iters,
         help="CG iterations per data-consistency step",
     )
-    group.add_argument(
-        "--checkpoint",
-        default=defaults.checkpoint,
-        help="prior .safetensors (default: the shipped prior)",
-    )
+    if checkpoint_help is None:
+        group.add_argument(
+            "--checkpoint",
+            default=defaults.checkpoint,
+            help="prior .safetensors (default: the shipped prior)",
+        )
+    else:
+        group.add_argument("--checkpoint", action="append", default=[], help=checkpoint_help)
     group.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
     group.add_argument(
         "--bf16", action="store_true", help="network under bfloat16 autocast (faster on some CPUs)"
@@ -114,12 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--png", type=Path, metavar="DIR", help="also write PNG previews into DIR")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
     _recon_options(replay)
-    serve = commands.add_parser(
-        "serve", help="MRD streaming server (gadgetron_ismrmrd_client, FIRE clients)"
-    )
-    serve.add_argument("--host", default="0.0.0.0", help="address to bind (default: all)")
-    serve.add_argument("--port", type=int, default=9002, help="TCP port (default: 9002)")
-    _recon_options(serve)
+    _serve_options(commands)
     commands.add_parser(
         "train", add_help=False, help="train a prior (see: gadgetron-diffusion train --help)"
     )
@@ -138,17 +136,113 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "serve":
+        return _serve(args)
     try:
         config = _config(args)
     except ConfigError as error:
         print(f"gadgetron-diffusion: {error}", file=sys.stderr)
         return 2
-    if args.command == "serve":
-        from gadget.server import serve
-
-        serve(args.host, args.port, config)
-        return 0
     return _replay(args, config)
+
+
+def _serve_options(commands: argparse._SubParsersAction) -> None:
+    from gadget.mrd_config import BUILTIN_NAMES, ServerLimits
+
+    limits = ServerLimits()
+    serve = commands.add_parser(
+        "serve",
+        help="MRD streaming server (python-ismrmrd-server / FIRE clients, gadgetron_ismrmrd_client)",
+        description="MRD streaming server. CONFIG_FILE names it knows: "
+        + ", ".join(BUILTIN_NAMES)
+        + " (the command-line properties below; '.xml' may be appended) and those given with "
+        "--config-name. CONFIG_TEXT and FIRE JSON parameters are laid over the command-line "
+        "properties, within the --max-* caps.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    serve.add_argument("--port", type=int, default=9002, help="TCP port (default: 9002)")
+    serve.add_argument(
+        "--config-name",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.xml",
+        help="another configuration clients may name (a <configuration> or a Gadgetron chain)",
+    )
+    serve.add_argument(
+        "--noise",
+        type=Path,
+        metavar="NOISE.h5",
+        help="ISMRMRD noise measurement used by sessions whose stream has no noise scan",
+    )
+    serve.add_argument(
+        "--return-unprocessed",
+        action="store_true",
+        help="send back acquisitions/waveforms that are not reconstructed (FIRE clients read "
+        "them; gadgetron_ismrmrd_client cannot)",
+    )
+    caps = serve.add_argument_group("limits per session")
+    caps.add_argument("--idle-timeout", type=float, default=limits.idle_timeout_s, metavar="S")
+    caps.add_argument("--max-sessions", type=int, default=limits.max_sessions)
+    caps.add_argument("--max-nfe", type=int, default=limits.max_nfe)
+    caps.add_argument("--max-samples", type=int, default=limits.max_num_samples)
+    caps.add_argument("--max-cg-iters", type=int, default=limits.max_cg_iters)
+    caps.add_argument("--max-matrix", type=int, default=limits.max_matrix)
+    caps.add_argument("--max-channels", type=int, default=limits.max_channels)
+    _recon_options(
+        serve,
+        checkpoint_help="a prior clients may choose, by file stem (repeatable; the first is the "
+        "default; none: the shipped prior only)",
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from diffusion_core.checkpoint import checkpoint_paths, read_card
+    from gadget.config import config_from_text
+    from gadget.mrd_config import ServerConfig, ServerLimits, SessionError, session_config
+    from gadget.mrd_framing import ConfigTextMessage
+    from gadget.noise_file import NoiseFileError, read_noise_acquisitions
+    from gadget.server import serve
+
+    try:
+        default = dataclasses.replace(_config(args), checkpoint=(args.checkpoint or [""])[0])
+        limits = ServerLimits(
+            max_nfe=args.max_nfe,
+            max_num_samples=args.max_samples,
+            max_cg_iters=args.max_cg_iters,
+            max_matrix=args.max_matrix,
+            max_channels=args.max_channels,
+            max_sessions=args.max_sessions,
+            idle_timeout_s=args.idle_timeout,
+        )
+        base = ServerConfig(default, tuple(args.checkpoint), limits=limits)
+        named = []
+        for item in args.config_name:
+            name, _, path = item.partition("=")
+            if not name or not path:
+                raise ConfigError(f"--config-name {item!r}: expected NAME=FILE.xml")
+            text = Path(path).read_text(encoding="utf-8")
+            config_from_text(text)  # a clear error for a file that is not a configuration
+            named.append((name, session_config(base, ConfigTextMessage(text)).config))
+        server_config = dataclasses.replace(
+            base, named=tuple(named), return_unprocessed=args.return_unprocessed
+        )
+        for path in server_config.allowed_checkpoints:
+            read_card(path)  # names the missing or malformed file now, not at a client's session
+            weights, _ = checkpoint_paths(path)
+            if not weights.is_file():
+                raise ConfigError(f"--checkpoint {path}: weights file {weights} not found")
+        noise = read_noise_acquisitions(args.noise) if args.noise else []
+    except (ConfigError, SessionError, NoiseFileError, ValueError, OSError) as error:
+        print(f"gadgetron-diffusion serve: {error}", file=sys.stderr)
+        return 2
+    try:
+        serve(args.host, args.port, server_config, noise)
+    except (ValueError, RuntimeError, OSError) as error:  # default prior, device, address
+        print(f"gadgetron-diffusion serve: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _replay(args: argparse.Namespace, config: GadgetConfig) -> int:

@@ -2,21 +2,39 @@
 
 * :class:`MemoryConnection` feeds items from an iterable and records or forwards what is sent
   (the offline replay).
-* :class:`MrdStreamConnection` speaks the MRD streaming protocol over a byte stream with ismrmrd's
-  ProtocolSerializer / ProtocolDeserializer (the MRD server).
+* :class:`MrdStreamConnection` speaks the MRD streaming protocol over a socket with the bounded
+  framing of :mod:`gadget.mrd_framing` (the MRD server).
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import BinaryIO
 
 import ismrmrd
-from ismrmrd.serialization import ConfigFile, ConfigText, ProtocolDeserializer, ProtocolSerializer
 
-from gadget.config import ConfigError, GadgetConfig
+from gadget.config import GadgetConfig
+from gadget.mrd_config import SessionError, parse_json_config
+from gadget.mrd_framing import (
+    TEXT,
+    CloseMessage,
+    ConfigFileMessage,
+    ConfigTextMessage,
+    FrameLimits,
+    FrameReader,
+    FramingError,
+    HeaderMessage,
+    ReadTimeout,
+    StreamCut,
+    StreamEnded,
+    TextMessage,
+    close_frame,
+    object_frame,
+    text_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,68 +69,119 @@ class MemoryConnection:
 
 
 class MrdStreamConnection:
-    """One MRD (FIRE / gadgetron_ismrmrd_client) session over a pair of binary streams.
+    """One MRD session (python-ismrmrd-server / FIRE client, ``gadgetron_ismrmrd_client``).
 
-    Reads the configuration (CONFIG_FILE by name or CONFIG_TEXT) and the ISMRMRD header on
-    construction; TEXT messages are logged and skipped wherever they appear. ``config`` is
-    the ``<configuration>`` element of a CONFIG_TEXT; for a CONFIG_FILE (a name, kept in
-    ``config_name``) it is ``default_config`` (None: the gadget's defaults).
-    Call :meth:`close` when done: it sends CLOSE.
+    Construction reads the configuration (CONFIG_FILE or CONFIG_TEXT), the ISMRMRD header and,
+    when the next message is a TEXT holding a FIRE JSON configuration, that too
+    (``json_parameters``); TEXT messages before them are logged. Raises SessionError or
+    FramingError for a stream that does not start like an MRD session, StreamEnded / StreamCut
+    when the client leaves first, ReadTimeout when it goes quiet.
+
+    ``config`` starts as None; the server sets it to the session's GadgetConfig. Iteration yields
+    acquisitions, images and waveforms until the client's CLOSE, and also *ends* (without
+    raising, so that the lines already read are still reconstructed) at EOF, a timeout or a
+    message that cannot be read; ``ended`` then says why. ``send`` writes images; acquisitions
+    and waveforms only when ``return_unprocessed`` (gadgetron_ismrmrd_client cannot read them),
+    otherwise they are counted in ``held_back``.
     """
 
     def __init__(
-        self, reader: BinaryIO, writer: BinaryIO, default_config: GadgetConfig | None = None
+        self, sock: socket.socket, limits: FrameLimits, return_unprocessed: bool = False
     ) -> None:
-        self._messages = ProtocolDeserializer(reader).deserialize()
-        self._serializer = ProtocolSerializer(writer)
-        self._writer = writer
-        self.config_name: str | None = None
-        self.config: ET.Element | GadgetConfig | None = default_config
-        first = self._next_message("configuration")
-        if isinstance(first, ConfigFile):
-            self.config_name = str(first)
-            log.info("configuration by name: %r (the server's properties)", self.config_name)
-        elif isinstance(first, ConfigText):
-            try:
-                self.config = ET.fromstring(str(first)) if str(first).strip() else None
-            except ET.ParseError as error:
-                raise ConfigError(f"CONFIG_TEXT is not valid XML ({error})") from None
-        else:
-            raise ConfigError(
-                f"expected CONFIG_FILE or CONFIG_TEXT first, got {type(first).__name__}"
-            )
-        header = self._next_message("ISMRMRD header")
-        if not isinstance(header, ismrmrd.xsd.ismrmrdHeader):
-            raise ConfigError(
-                f"expected the ISMRMRD header after the configuration, got {type(header).__name__}"
-            )
-        self.header = header
+        self._sock = sock
+        self._limits = limits
+        self.reader = FrameReader(sock, limits)
+        self.return_unprocessed = return_unprocessed
+        self.held_back: Counter[str] = Counter()
+        self.ended: str | None = None
+        self.client_closed = False
+        self.config: GadgetConfig | ET.Element | None = None
+        configuration = self._setup_message((ConfigFileMessage, ConfigTextMessage))
+        assert isinstance(configuration, ConfigFileMessage | ConfigTextMessage)
+        self.configuration = configuration
+        header = self._setup_message((HeaderMessage,))
+        assert isinstance(header, HeaderMessage)
+        self.header_text = header.text
+        self.header = _parse_header(header.text, self.reader.count)
+        self.json_parameters: dict[str, object] | None = None
+        if self.reader.peek_id() == TEXT:
+            text = self.reader.read_message()
+            assert isinstance(text, TextMessage)
+            self.json_parameters = parse_json_config(text.text)
+            if self.json_parameters is None:
+                log.info("client text: %s", text.text)
+            else:
+                log.info("FIRE JSON configuration: %s", self.json_parameters)
 
-    def _next_message(self, what: str) -> object:
-        try:
-            for message in self._messages:
-                if isinstance(message, str) and not isinstance(message, ConfigFile | ConfigText):
-                    log.info("client text: %s", message)
-                    continue
-                return message
-        except EOFError:
-            pass
-        raise ConnectionError(f"stream closed before the {what}")
+    def _setup_message(self, kinds: tuple[type, ...]) -> object:
+        expected = " or ".join(k.__name__.removesuffix("Message") for k in kinds)
+        while True:
+            message = self.reader.read_message()
+            if isinstance(message, TextMessage):
+                log.info("client text: %s", message.text)
+                continue
+            if isinstance(message, CloseMessage):
+                raise StreamEnded(f"the client sent CLOSE before its {expected}")
+            if not isinstance(message, kinds):
+                raise SessionError(
+                    f"message {self.reader.count} is {type(message).__name__}; expected "
+                    f"{expected} (a session starts with CONFIG_FILE or CONFIG_TEXT, then HEADER)"
+                )
+            return message
 
     def __iter__(self) -> Iterator[object]:
-        try:
-            for message in self._messages:
-                if isinstance(message, str) and not isinstance(message, ConfigFile | ConfigText):
-                    log.info("client text: %s", message)
-                    continue
-                yield message
-        except EOFError as error:
-            raise ConnectionError(f"client connection dropped: {error}") from None
+        while True:
+            try:
+                message = self.reader.read_message()
+            except StreamEnded as error:
+                self.ended = f"{error}, without CLOSE"
+                return
+            except (StreamCut, ReadTimeout, FramingError) as error:
+                self.ended = str(error)
+                return
+            if isinstance(message, CloseMessage):
+                self.client_closed = True
+                return
+            if isinstance(message, TextMessage):
+                log.info("client text: %s", message.text)
+                continue
+            if isinstance(message, ConfigFileMessage | ConfigTextMessage | HeaderMessage):
+                log.warning(
+                    "message %d: a %s mid-stream, ignored",
+                    self.reader.count,
+                    type(message).__name__,
+                )
+                continue
+            yield message
 
     def send(self, item: object) -> None:
-        self._serializer.serialize(item)
-        self._writer.flush()
+        if isinstance(item, ismrmrd.Image) or (
+            self.return_unprocessed and isinstance(item, ismrmrd.Acquisition | ismrmrd.Waveform)
+        ):
+            self._write(object_frame(item))
+        else:
+            self.held_back[type(item).__name__] += 1
+
+    def send_text(self, line: str) -> None:
+        """A TEXT message: ``line`` and a newline (gadgetron_ismrmrd_client prints TEXT as it
+        comes), NUL-terminated as python-ismrmrd-server sends its log lines."""
+        self._write(text_frame(TEXT, line + "\n"))
 
     def close(self) -> None:
-        """Send CLOSE and flush."""
-        self._serializer.close()
+        """Send CLOSE."""
+        self._write(close_frame())
+
+    def _write(self, data: bytes) -> None:
+        self._sock.settimeout(self._limits.idle_timeout_s)
+        self._sock.sendall(data)
+
+
+def _parse_header(text: str, number: int) -> ismrmrd.xsd.ismrmrdHeader:
+    try:
+        return ismrmrd.xsd.CreateFromDocument(text)
+    except Exception as error:  # the XML binding raises several unrelated types
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SessionError(
+            f"ISMRMRD header (message {number}) is not a valid ismrmrdHeader XML document "
+            f"({detail[:300]})"
+        ) from None
