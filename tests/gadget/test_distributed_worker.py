@@ -124,7 +124,7 @@ def test_worker_connection_replayed_against_the_listener(accelerated_file) -> No
         got = images(items)
         assert [g.image_series_index for g in got] == [1, 2]
         meta = ismrmrd.Meta.deserialize(got[0].attribute_string)
-        assert "dds, 25 NFE, 4 samples" in meta["ImageComment"]
+        assert "of 4 samples, dds, 25 NFE" in meta["ImageComment"]
 
 
 def test_an_execute_worker_without_target_cannot_start(full_file) -> None:

@@ -290,7 +290,7 @@ def test_eight_concurrent_connections_share_one_prior_and_get_their_own_images(
     assert sorted(results) == list(range(8))
     base = results[0][0].data
     for i, got in results.items():
-        assert [g.image_series_index for g in got] == [10 * i, 10 * i + 1]
+        assert [g.image_series_index for g in got] == [10 * i]  # one sample: no std series
         assert got[0].matrix_size == (MATRIX, MATRIX, 1)
         # no noise scan: the noise estimate scales with the data, so the same seed gives the
         # same image, (i + 1) times brighter
