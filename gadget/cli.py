@@ -1,6 +1,6 @@
 """``gadgetron-diffusion``: offline replay of ISMRMRD files and an MRD streaming server.
 
-    gadgetron-diffusion replay IN.h5 OUT.h5 [--png DIR] [--overwrite] [recon options]
+    gadgetron-diffusion replay IN.h5 OUT.h5 [--png DIR] [--noise NOISE.h5] [--overwrite] [recon options]
     gadgetron-diffusion serve --port 9002 [recon options]
     gadgetron-diffusion train --data DIR --out STEM [training options]
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from gadget.config import SAMPLERS, ConfigError, GadgetConfig
@@ -98,7 +99,14 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--out-group", default="dataset", help="output group (default: dataset)")
     replay.add_argument("--overwrite", action="store_true", help="replace an existing output group")
     replay.add_argument("--png", type=Path, metavar="DIR", help="also write PNG previews into DIR")
-    replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bars")
+    replay.add_argument(
+        "--noise",
+        type=Path,
+        metavar="NOISE.h5",
+        help="ISMRMRD file of noise scans (a separate noise measurement), used when the input "
+        "has none of its own",
+    )
     _recon_options(replay)
     serve = commands.add_parser(
         "serve", help="MRD streaming server (gadgetron_ismrmrd_client, FIRE clients)"
@@ -150,21 +158,43 @@ def _replay(args: argparse.Namespace, config: GadgetConfig) -> int:
             overwrite=args.overwrite,
             png_dir=args.png,
             progress=not args.no_progress,
+            noise=args.noise,
         )
     except (ReplayError, ValueError, OSError) as error:
         print(f"gadgetron-diffusion: {error}", file=sys.stderr)
         return 2
     run = result.run
     print(
-        f"{result.acquisitions} acquisitions -> {run.slices_done} slices, {run.images_sent} images "
-        f"in {result.output}:/{result.group}"
+        f"{result.acquisitions} acquisitions -> {describe_image_sets(result.image_sets)}, "
+        f"{run.images_sent} images in {result.output}:/{result.group}"
         + (f", {len(result.previews)} PNGs in {args.png}" if args.png else "")
     )
+    for line in result.kept:
+        print(f"kept: {line}")
+    for line in result.left_out:
+        print(f"left out: {line}")
     for failure in run.failed:
         print(f"failed: {failure}", file=sys.stderr)
     if run.stream_error:
         print(f"stream error: {run.stream_error}", file=sys.stderr)
     return 0 if run.ok and run.slices_done else 1
+
+
+def describe_image_sets(keys: Sequence[tuple[int, ...]]) -> str:
+    """``2 image sets (slice 0; repetition 0, 1)``: how many, and the counters that tell them
+    apart (slice always; the others where they are not all 0)."""
+    names = ("slice", "contrast", "phase", "repetition", "set", "average")
+    parts = []
+    for position, name in enumerate(names):
+        values = sorted({key[position] for key in keys})
+        if name != "slice" and values in ([], [0]):
+            continue
+        shown = ", ".join(map(str, values[:6])) + (
+            f", ... ({len(values)})" if len(values) > 6 else ""
+        )
+        parts.append(f"{name} {shown}")
+    noun = "image set" if len(keys) == 1 else "image sets"
+    return f"{len(keys)} {noun}" + (f" ({'; '.join(parts)})" if keys else "")
 
 
 if __name__ == "__main__":
