@@ -175,9 +175,11 @@ def _replay(args: argparse.Namespace, config: GadgetConfig) -> int:
         print(f"left out: {line}")
     for failure in run.failed:
         print(f"failed: {failure}", file=sys.stderr)
+    for skipped in result.unreadable:
+        print(f"skipped: {skipped}", file=sys.stderr)
     if run.stream_error:
         print(f"stream error: {run.stream_error}", file=sys.stderr)
-    return 0 if run.ok and run.slices_done else 1
+    return 0 if result.ok else 1
 
 
 def describe_image_sets(keys: Sequence[tuple[int, ...]]) -> str:

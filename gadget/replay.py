@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,7 @@ class ReplayResult:
         image_sets: the counters of each reconstructed image set, in order.
         kept: one line per kind of item written besides the images.
         left_out: one line per kind of item not written, and why.
+        unreadable: acquisitions skipped because their samples do not match their header.
     """
 
     run: RunSummary
@@ -68,6 +69,12 @@ class ReplayResult:
     image_sets: tuple[SliceKey, ...] = ()
     kept: tuple[str, ...] = ()
     left_out: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Every slice reconstructed and every acquisition read."""
+        return self.run.ok and not self.unreadable and self.run.slices_done > 0
 
 
 @dataclass(frozen=True)
@@ -153,9 +160,8 @@ def replay(
                 reader = AcquisitionReader(
                     node["data"], f"{source}:/{in_group}/data", limits or GridLimits()
                 )
-                items = bars.acquisitions(
-                    _chain(noise_scans, reader), len(noise_scans) + len(reader)
-                )
+                acquisitions = _Source(noise_scans, reader)
+                items = bars.acquisitions(acquisitions, len(acquisitions))
                 connection = MemoryConnection(config.to_xml(), checked.header, items, sink)
                 run = handle_acquisitions(connection, reconstructor)
                 bars.close()
@@ -174,6 +180,7 @@ def replay(
         image_sets=tuple(sink.image_sets),
         kept=tuple(kept),
         left_out=tuple(([noise_note] if noise_note else []) + left_out),
+        unreadable=tuple(acquisitions.skipped),
     )
 
 
@@ -263,12 +270,26 @@ def _load_reconstructor(config: GadgetConfig, bars: ReplayProgress) -> Reconstru
         raise ReplayError(str(error)) from None
 
 
-def _chain(
-    first: Iterable[ismrmrd.Acquisition], reader: AcquisitionReader
-) -> Iterator[ismrmrd.Acquisition]:
-    yield from first
-    for index in range(len(reader)):
-        yield reader.read(index)
+class _Source:
+    """The noise file's scans, then the input's acquisitions; one that cannot be read (its samples
+    do not match its header) is skipped and named in ``skipped``, and the rest goes on."""
+
+    def __init__(self, first: list[ismrmrd.Acquisition], reader: AcquisitionReader) -> None:
+        self.first = first
+        self.reader = reader
+        self.skipped: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.reader)
+
+    def __iter__(self) -> Iterator[ismrmrd.Acquisition]:
+        yield from self.first
+        for index in range(len(self.reader)):
+            try:
+                yield self.reader.read(index)
+            except InputError as error:
+                log.error("skipping: %s", error)
+                self.skipped.append(str(error))
 
 
 def _keep_the_rest(
