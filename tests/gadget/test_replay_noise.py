@@ -12,6 +12,7 @@ from fake_recon import ZeroFilledRss
 from gadget_helpers import acquisitions_of
 
 from diffusion_core.noise import noise_covariance
+from gadget.cli import main
 from gadget.config import GadgetConfig
 from gadget.replay import ReplayError, replay
 
@@ -111,3 +112,19 @@ def test_unusable_noise_files_are_clear_errors(split, accelerated_file, tmp_path
             noise=tmp_path / "missing.h5",
         )
     assert not any(tmp_path.glob("[defg].h5"))
+
+
+def test_cli_noise_option_reaches_the_replay(split, tmp_path, capsys) -> None:
+    _, imaging, _ = split
+    missing = tmp_path / "missing.h5"
+    args = [
+        "replay",
+        str(imaging),
+        str(tmp_path / "out.h5"),
+        "--noise",
+        str(missing),
+        "--device",
+        "cpu",
+    ]
+    assert main(args) == 2
+    assert f"{missing}: no such file (noise file)" in capsys.readouterr().err
