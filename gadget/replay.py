@@ -17,11 +17,13 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import ismrmrd
+import numpy as np
 
-from gadget.assembly import SliceKey
+from gadget.assembly import AssembledSlice, AssemblyError, SliceKey
 from gadget.config import GadgetConfig
 from gadget.connections import MemoryConnection
 from gadget.geometry import EncodingGeometry, GridLimits, HeaderError
@@ -40,9 +42,13 @@ from gadget.pipeline import RunSummary
 from gadget.progress import ReplayProgress
 from gadget.recon import Reconstructor
 
+if TYPE_CHECKING:
+    from diffusion_core.reconstruct import Reconstruction
+
 log = logging.getLogger(__name__)
 
 MAX_NET_ACCELERATION = 32  # a grid with more phase-encode lines per measured line is refused
+MAX_SAMPLE_MAGNITUDE = 1e15  # larger samples overflow float32 powers and sums
 
 
 class ReplayError(RuntimeError):
@@ -149,7 +155,7 @@ def replay(
     _check_output(output, out_group, overwrite)
     noise_scans, noise_note = _noise_scans(noise, checked.survey, limits)
     bars = ReplayProgress(enabled=progress)
-    reconstructor = reconstructor or _load_reconstructor(config, bars)
+    reconstructor = _Bounded(reconstructor or _load_reconstructor(config, bars))
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
     try:
         with h5py.File(partial, "w") as out:
@@ -268,6 +274,29 @@ def _load_reconstructor(config: GadgetConfig, bars: ReplayProgress) -> Reconstru
         return DiffusionReconstructor.from_config(config, progress=bars.sampling)
     except (RuntimeError, ValueError, OSError) as error:
         raise ReplayError(str(error)) from None
+
+
+class _Bounded:
+    """A reconstructor that first refuses a slice whose samples are too large for float32
+    arithmetic (their squares and sums overflow), naming the line; the slice then fails like
+    any other, and its raw lines are kept."""
+
+    def __init__(self, reconstructor: Reconstructor) -> None:
+        self.reconstructor = reconstructor
+
+    def __call__(self, assembled: AssembledSlice) -> Reconstruction:
+        peak = float(assembled.kspace.abs().max()) if assembled.kspace.numel() else 0.0
+        if peak > MAX_SAMPLE_MAGNITUDE:
+            line = max(
+                (a for a in assembled.source if isinstance(a, ismrmrd.Acquisition)),
+                key=lambda a: float(np.abs(a.data).max()),
+            )
+            raise AssemblyError(
+                f"line {line.idx.kspace_encode_step_1} (scan_counter {line.scan_counter}) has "
+                f"samples of magnitude {float(np.abs(line.data).max()):.3g}; expected at most "
+                f"{MAX_SAMPLE_MAGNITUDE:.0e} (float32 k-space arithmetic overflows beyond)"
+            )
+        return self.reconstructor(assembled)
 
 
 class _Source:

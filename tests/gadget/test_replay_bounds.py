@@ -154,3 +154,25 @@ def test_acquisition_whose_samples_do_not_match_its_header_is_skipped_and_named(
         skipped,
     )
     assert result.run.slices_done == 2 and not result.ok
+
+
+@pytest.mark.timeout(60)
+def test_samples_too_large_for_float32_fail_their_slice_by_name(accelerated_file, tmp_path) -> None:
+    source = _copy(accelerated_file, tmp_path / "huge.h5")
+    with h5py.File(source, "r+") as f:
+        data = f["dataset/data"]
+        row = data[10]
+        row["data"][:] = 1e30
+        data[10] = row
+        line = int(row["head"]["idx"]["kspace_encode_step_1"])
+    out = tmp_path / "out.h5"
+    result = replay(
+        source, out, GadgetConfig(device="cpu"), progress=False, reconstructor=ZeroFilledRss()
+    )
+    (failure,) = result.run.failed
+    assert "repetition=0" in failure
+    assert (
+        f"line {line} (scan_counter 0) has samples of magnitude 1e+30; expected at most 1e+15"
+        in failure
+    )
+    assert result.run.slices_done == 1 and result.passed_through > 0
