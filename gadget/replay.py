@@ -336,7 +336,8 @@ def _keep_the_rest(
     for name, count in sink.other.items():
         left_out.append(f"{count} {name} items passed on by the gadget: no ISMRMRD file layout")
     if survey.noise:
-        left_out.append(f"{survey.noise} noise scans: used for prewhitening, not copied")
+        scans = "noise scan" if survey.noise == 1 else "noise scans"
+        left_out.append(f"{survey.noise} {scans}: used for prewhitening, not copied")
     if run.slices_done:
         left_out.append("the acquisitions of reconstructed slices: they are in the input")
     return kept, left_out
