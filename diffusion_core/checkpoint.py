@@ -163,6 +163,8 @@ def load_checkpoint(
     from safetensors.torch import load_file
 
     weights_path, card_path = checkpoint_paths(path)
+    if not weights_path.is_file() and not card_path.is_file():
+        raise CheckpointError(f"{weights_path}: checkpoint not found (no such file)")
     card = read_card(path)
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: weights file not found (named by {card_path.name})")

@@ -1,6 +1,6 @@
 """``gadgetron-diffusion``: offline replay of ISMRMRD files and an MRD streaming server.
 
-    gadgetron-diffusion replay IN.h5 OUT.h5 [--png DIR] [--overwrite] [recon options]
+    gadgetron-diffusion replay IN.h5 OUT.h5 [--png DIR] [--noise NOISE.h5] [--overwrite] [recon options]
     gadgetron-diffusion serve [--host 127.0.0.1] [--port 9002] [--checkpoint P ...] [--noise N.h5] [recon options]
     gadgetron-diffusion train --data DIR --out STEM [training options]
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from gadget.config import OUTPUT_TYPES, SAMPLERS, ConfigError, GadgetConfig
@@ -115,7 +116,14 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--out-group", default="dataset", help="output group (default: dataset)")
     replay.add_argument("--overwrite", action="store_true", help="replace an existing output group")
     replay.add_argument("--png", type=Path, metavar="DIR", help="also write PNG previews into DIR")
-    replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bars")
+    replay.add_argument(
+        "--noise",
+        type=Path,
+        metavar="NOISE.h5",
+        help="ISMRMRD file of noise scans (a separate noise measurement), used when the input "
+        "has none of its own",
+    )
     _recon_options(replay)
     _serve_options(commands)
     commands.add_parser(
@@ -202,7 +210,8 @@ def _serve(args: argparse.Namespace) -> int:
     from gadget.config import config_from_text
     from gadget.mrd_config import ServerConfig, ServerLimits, SessionError, session_config
     from gadget.mrd_framing import ConfigTextMessage
-    from gadget.noise_file import NoiseFileError, read_noise_acquisitions
+    from gadget.mrd_input import InputError
+    from gadget.noise_file import read_noise_file
     from gadget.server import serve
 
     try:
@@ -233,8 +242,8 @@ def _serve(args: argparse.Namespace) -> int:
             weights, _ = checkpoint_paths(path)
             if not weights.is_file():
                 raise ConfigError(f"--checkpoint {path}: weights file {weights} not found")
-        noise = read_noise_acquisitions(args.noise) if args.noise else []
-    except (ConfigError, SessionError, NoiseFileError, ValueError, OSError) as error:
+        noise = read_noise_file(args.noise) if args.noise else []
+    except (ConfigError, SessionError, InputError, ValueError, OSError) as error:
         print(f"gadgetron-diffusion serve: {error}", file=sys.stderr)
         return 2
     try:
@@ -258,21 +267,45 @@ def _replay(args: argparse.Namespace, config: GadgetConfig) -> int:
             overwrite=args.overwrite,
             png_dir=args.png,
             progress=not args.no_progress,
+            noise=args.noise,
         )
     except (ReplayError, ValueError, OSError) as error:
         print(f"gadgetron-diffusion: {error}", file=sys.stderr)
         return 2
     run = result.run
     print(
-        f"{result.acquisitions} acquisitions -> {run.slices_done} slices, {run.images_sent} images "
-        f"in {result.output}:/{result.group}"
+        f"{result.acquisitions} acquisitions -> {describe_image_sets(result.image_sets)}, "
+        f"{run.images_sent} images in {result.output}:/{result.group}"
         + (f", {len(result.previews)} PNGs in {args.png}" if args.png else "")
     )
+    for line in result.kept:
+        print(f"kept: {line}")
+    for line in result.left_out:
+        print(f"left out: {line}")
     for failure in run.failed:
         print(f"failed: {failure}", file=sys.stderr)
+    for skipped in result.unreadable:
+        print(f"skipped: {skipped}", file=sys.stderr)
     if run.stream_error:
         print(f"stream error: {run.stream_error}", file=sys.stderr)
-    return 0 if run.ok and run.slices_done else 1
+    return 0 if result.ok else 1
+
+
+def describe_image_sets(keys: Sequence[tuple[int, ...]]) -> str:
+    """``2 image sets (slice 0; repetition 0, 1)``: how many, and the counters that tell them
+    apart (slice always; the others where they are not all 0)."""
+    names = ("slice", "contrast", "phase", "repetition", "set", "average")
+    parts = []
+    for position, name in enumerate(names):
+        values = sorted({key[position] for key in keys})
+        if name != "slice" and values in ([], [0]):
+            continue
+        shown = ", ".join(map(str, values[:6])) + (
+            f", ... ({len(values)})" if len(values) > 6 else ""
+        )
+        parts.append(f"{name} {shown}")
+    noun = "image set" if len(keys) == 1 else "image sets"
+    return f"{len(keys)} {noun}" + (f" ({'; '.join(parts)})" if keys else "")
 
 
 if __name__ == "__main__":

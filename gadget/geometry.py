@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import ismrmrd
@@ -9,6 +10,28 @@ import ismrmrd
 
 class HeaderError(ValueError):
     """The ISMRMRD header lacks what is needed to place acquisitions on a grid."""
+
+
+@dataclass(frozen=True)
+class GridLimits:
+    """What a header (and the acquisitions it describes) may ask for before anything is allocated.
+
+    Attributes:
+        max_matrix: largest matrix size along any axis (encoded and recon space).
+        max_pixels: largest reconstruction grid, ky x kx (1024 x 1024 costs ~55 s a slice on a CPU).
+        max_channels: most receiver channels of one acquisition.
+        memory_budget_bytes: most memory the assembly of one slice may hold.
+    """
+
+    max_matrix: int = 4096
+    max_pixels: int = 1024 * 1024
+    max_channels: int = 256
+    memory_budget_bytes: int = 4 * 2**30
+
+    def __post_init__(self) -> None:
+        for name in ("max_matrix", "max_pixels", "max_channels", "memory_budget_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GridLimits.{name} = {getattr(self, name)}: expected >= 1")
 
 
 @dataclass(frozen=True)
@@ -45,9 +68,13 @@ class EncodingGeometry:
         return max(self.encoded_matrix[1], self.recon_matrix[1]), self.recon_matrix[0]
 
     @classmethod
-    def from_header(cls, header: ismrmrd.xsd.ismrmrdHeader) -> EncodingGeometry:
-        """Read encoding 0; a missing matrix, field of view or encoding limit raises HeaderError."""
-        if header is None or not header.encoding:
+    def from_header(
+        cls, header: ismrmrd.xsd.ismrmrdHeader, limits: GridLimits | None = None
+    ) -> EncodingGeometry:
+        """Read encoding 0; a missing, non-integer or out-of-bounds matrix, field of view or
+        encoding limit raises HeaderError naming the element and what was expected."""
+        limits = limits or GridLimits()
+        if header is None or not getattr(header, "encoding", None):
             raise HeaderError("ISMRMRD header: no <encoding> section")
         encoding = header.encoding[0]
         trajectory = getattr(encoding.trajectory, "value", encoding.trajectory)
@@ -55,31 +82,38 @@ class EncodingGeometry:
             raise HeaderError(
                 f"ISMRMRD header: trajectory {trajectory!r}; this gadget reconstructs Cartesian data only"
             )
-        spaces = {}
+        spaces: dict[str, tuple[tuple[int, int, int], tuple[float, float, float]]] = {}
         for name in ("encodedSpace", "reconSpace"):
             space = getattr(encoding, name)
             if space is None or space.matrixSize is None or space.fieldOfView_mm is None:
                 raise HeaderError(
                     f"ISMRMRD header: encoding[0].{name} needs matrixSize and fieldOfView_mm"
                 )
+            size, fov = space.matrixSize, space.fieldOfView_mm
+            where = f"encoding[0].{name}"
+            z = 1 if size.z is None else size.z
             matrix = (
-                int(space.matrixSize.x),
-                int(space.matrixSize.y),
-                int(space.matrixSize.z or 1),
+                _count(f"{where}.matrixSize.x", size.x, 1, limits.max_matrix),
+                _count(f"{where}.matrixSize.y", size.y, 1, limits.max_matrix),
+                _count(f"{where}.matrixSize.z", z, 1, limits.max_matrix),
             )
-            if min(matrix) < 1:
-                raise HeaderError(
-                    f"ISMRMRD header: encoding[0].{name}.matrixSize {matrix}: expected positive sizes"
-                )
-            fov = space.fieldOfView_mm
-            spaces[name] = matrix, (float(fov.x), float(fov.y), float(fov.z))
-        limits = encoding.encodingLimits
-        step1 = None if limits is None else limits.kspace_encoding_step_1
+            fovs = (
+                _length(f"{where}.fieldOfView_mm.x", fov.x),
+                _length(f"{where}.fieldOfView_mm.y", fov.y),
+                _length(f"{where}.fieldOfView_mm.z", fov.z),
+            )
+            spaces[name] = matrix, fovs
+        limits_element = encoding.encodingLimits
+        step1 = None if limits_element is None else limits_element.kspace_encoding_step_1
         if step1 is None or step1.center is None or step1.maximum is None:
             raise HeaderError(
                 "ISMRMRD header: encoding[0].encodingLimits.kspace_encoding_step_1 (minimum, maximum, "
                 "center) is missing; it is needed to place phase-encode lines"
             )
+        where = "encoding[0].encodingLimits.kspace_encoding_step_1"
+        ky_min = _count(f"{where}.minimum", step1.minimum or 0, 0, 65535)
+        ky_max = _count(f"{where}.maximum", step1.maximum, ky_min, 65535)
+        ky_center = _count(f"{where}.center", step1.center, ky_min, ky_max)
         if spaces["encodedSpace"][0][2] != 1:
             raise HeaderError(
                 f"ISMRMRD header: encoded matrix z = {spaces['encodedSpace'][0][2]}; only 2D (z = 1) "
@@ -96,12 +130,70 @@ class EncodingGeometry:
             if parallel is None
             else getattr(parallel.calibrationMode, "value", parallel.calibrationMode)
         )
-        return cls(
+        geometry = cls(
             encoded_matrix=spaces["encodedSpace"][0],
             recon_matrix=spaces["reconSpace"][0],
             encoded_fov_mm=spaces["encodedSpace"][1],
             recon_fov_mm=spaces["reconSpace"][1],
-            ky_center=int(step1.center),
-            ky_limits=(int(step1.minimum or 0), int(step1.maximum)),
+            ky_center=ky_center,
+            ky_limits=(ky_min, ky_max),
             separate_calibration=mode in ("separate", "external"),
         )
+        ny, nx = geometry.grid_shape
+        if ny * nx > limits.max_pixels:
+            raise HeaderError(
+                f"ISMRMRD header: a {ny} x {nx} reconstruction grid (encoding[0] encodedSpace / "
+                f"reconSpace matrixSize) has {ny * nx} pixels; at most {limits.max_pixels} are "
+                "reconstructed"
+            )
+        return geometry
+
+    def slice_bytes(self, channels: int) -> int:
+        """Bytes the assembly of one slice of ``channels`` coils holds (k-space sums of both grids,
+        the counts and the cropped k-space), the largest allocation before reconstruction."""
+        ny, nx = self.grid_shape
+        grids = 2 if self.separate_calibration else 1
+        return grids * ny * (self.encoded_matrix[0] * (8 * channels + 4) + nx * 8 * channels)
+
+    def check_channels(self, channels: int, where: str, limits: GridLimits | None = None) -> None:
+        """Raise HeaderError unless ``channels`` (of ``where``) is within ``limits`` and one slice
+        of that many channels fits the memory budget."""
+        limits = limits or GridLimits()
+        if not 1 <= channels <= limits.max_channels:
+            raise HeaderError(f"{where}: {channels} channels, expected 1 to {limits.max_channels}")
+        needed = self.slice_bytes(channels)
+        if needed > limits.memory_budget_bytes:
+            ny = self.grid_shape[0]
+            raise HeaderError(
+                f"{where}: one slice of {channels} channels on the {ny} x {self.encoded_matrix[0]} "
+                f"encoded grid needs {needed / 2**30:.1f} GiB, more than the "
+                f"{limits.memory_budget_bytes / 2**30:.1f} GiB budget"
+            )
+
+
+def _count(name: str, value: object, low: int, high: int) -> int:
+    """``value`` as an integer in [low, high], or HeaderError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise HeaderError(f"ISMRMRD header: {name} = {value!r}: expected an integer")
+    try:
+        number = int(value)
+    except ValueError:
+        raise HeaderError(
+            f"ISMRMRD header: {name} = {value!r}: expected an integer from {low} to {high}"
+        ) from None
+    if not low <= number <= high:
+        raise HeaderError(
+            f"ISMRMRD header: {name} = {number}: expected an integer from {low} to {high}"
+        )
+    return number
+
+
+def _length(name: str, value: object) -> float:
+    """A field of view in mm: a finite number >= 0, or HeaderError naming ``name``."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise HeaderError(f"ISMRMRD header: {name} = {value!r}: expected a length in mm") from None
+    if not math.isfinite(number) or number < 0:
+        raise HeaderError(f"ISMRMRD header: {name} = {value!r}: expected a finite length >= 0 mm")
+    return number

@@ -1,9 +1,11 @@
-"""Noise scans from a separate ISMRMRD file (a Siemens-style noise dependency measurement).
+"""Noise scans from a separate ISMRMRD file (e.g. a Siemens noise dependency measurement).
 
-On Siemens systems the noise scan is usually its own measurement, converted to its own ISMRMRD
-file, rather than the first lines of the imaging stream. :func:`read_noise_acquisitions` reads
-its noise lines once; :func:`prepend_noise` feeds them ahead of a stream that has no noise scan
-of its own, where ``gadget.stream.noise_adjustment`` takes them like in-stream noise scans.
+On Siemens scanners the noise scan is usually its own measurement; converted to ISMRMRD it is a
+file whose acquisitions are flagged ACQ_IS_NOISE_MEASUREMENT. Fed ahead of an imaging stream
+that has no noise scan of its own, they give the gadget its noise covariance (prewhitening).
+:func:`read_noise_file` reads them once (``replay --noise``, ``serve --noise``);
+:func:`prepend_noise` feeds them ahead of a stream, where ``gadget.stream.noise_adjustment`` takes
+them like in-stream noise scans.
 """
 
 from __future__ import annotations
@@ -13,46 +15,48 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import ismrmrd
+import numpy as np
+
+from gadget.geometry import GridLimits
+from gadget.mrd_input import AcquisitionReader, InputError, dataset_group, open_hdf5
 
 log = logging.getLogger(__name__)
 
 
-class NoiseFileError(ValueError):
-    """A noise file that cannot be used (the message names the file and what was expected)."""
+def read_noise_file(
+    path: Path, group: str = "dataset", limits: GridLimits | None = None
+) -> list[ismrmrd.Acquisition]:
+    """The noise scans of ``path`` (acquisitions flagged ACQ_IS_NOISE_MEASUREMENT), in file order.
 
-
-def read_noise_acquisitions(path: Path | str, group: str = "dataset") -> list[ismrmrd.Acquisition]:
-    """The acquisitions flagged ACQ_IS_NOISE_MEASUREMENT in ``path``:/``group``, in file order.
-
-    Raises NoiseFileError when the file or group cannot be read, holds no noise lines, or its
-    noise lines disagree in their channel count.
+    Raises InputError naming the file and the acquisition when the file is not ISMRMRD, holds no
+    noise scan, or its noise scans disagree on the channel count or hold non-finite samples.
     """
-    import h5py
-
-    path = Path(path)
-    try:
-        with h5py.File(path, "r") as handle:
-            if not isinstance(handle.get(f"{group}/data"), h5py.Dataset):
-                raise NoiseFileError(f"{path}: no ISMRMRD acquisitions at /{group}/data")
-    except OSError as error:
-        raise NoiseFileError(f"{path}: cannot open as HDF5 ({error})") from None
-    with ismrmrd.Dataset(str(path), group, create_if_needed=False, mode="r") as dataset:
-        count = dataset.number_of_acquisitions()
-        noise = [
-            acquisition
-            for acquisition in (dataset.read_acquisition(i) for i in range(count))
-            if acquisition.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)
-        ]
-    if not noise:
-        raise NoiseFileError(
-            f"{path}:/{group}: none of its {count} acquisitions is flagged "
-            "ACQ_IS_NOISE_MEASUREMENT; expected a noise (dependency) measurement"
+    with open_hdf5(path, "noise file") as file:
+        node = dataset_group(file, path, group)
+        reader = AcquisitionReader(node["data"], f"{path}:/{group}/data", limits or GridLimits())
+        scans = []
+        for index, head in reader.heads():
+            if int(head["flags"]) & (1 << (ismrmrd.ACQ_IS_NOISE_MEASUREMENT - 1)):
+                scans.append(reader.read(index))
+                _check(scans, index, reader.where)
+    if not scans:
+        raise InputError(
+            f"{path}:/{group}/data: no acquisition is flagged ACQ_IS_NOISE_MEASUREMENT; "
+            "expected a noise measurement"
         )
-    channels = {a.active_channels for a in noise}
-    if len(channels) > 1:
-        raise NoiseFileError(f"{path}:/{group}: noise lines with {sorted(channels)} channels")
-    log.info("%s: %d noise lines of %d channels", path, len(noise), channels.pop())
-    return noise
+    log.info("%s: %d noise scans of %d channels", path, len(scans), scans[0].active_channels)
+    return scans
+
+
+def _check(scans: list[ismrmrd.Acquisition], index: int, where: str) -> None:
+    latest = scans[-1]
+    if latest.active_channels != scans[0].active_channels:
+        raise InputError(
+            f"{where}: noise scan at acquisition {index} has {latest.active_channels} channels, "
+            f"expected {scans[0].active_channels} like the first noise scan"
+        )
+    if not np.isfinite(latest.data).all():
+        raise InputError(f"{where}: noise scan at acquisition {index} has NaN or infinite samples")
 
 
 def prepend_noise(

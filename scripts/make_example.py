@@ -9,7 +9,8 @@ the others ACQ_IS_PARALLEL_CALIBRATION; calibration mode embedded).
 
     python scripts/make_example.py [--volume PATH] [--output PATH]
 
-Deterministic (fixed seed); the output is < 3 MB.
+Deterministic (fixed seed); the output is < 3 MB. The header declares no ``<version>``: it is
+optional in the schema, and libismrmrd's serializer rejects any version but its own.
 """
 
 from __future__ import annotations
@@ -73,7 +74,6 @@ def coil_maps(rng: np.random.Generator, width: int) -> np.ndarray:
 
 HEADER = """<?xml version="1.0"?>
 <ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">
-  <version>2</version>
   <measurementInformation>
     <patientPosition>HFS</patientPosition>
     <protocolName>gadgetron-diffusion example</protocolName>

@@ -100,8 +100,11 @@ def test_missing_card_and_weights_are_named(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"p\.safetensors: weights file not found"):
         load_checkpoint(card_path)
     card_path.unlink()
-    with pytest.raises(CheckpointError, match=r"p\.json: model card not found"):
+    with pytest.raises(CheckpointError, match=r"p\.safetensors: checkpoint not found"):
         load_checkpoint(tmp_path / "p")
+    save_checkpoint(tmp_path / "q", _denoiser(), {})[1].unlink()
+    with pytest.raises(CheckpointError, match=r"q\.json: model card not found"):
+        load_checkpoint(tmp_path / "q")
 
 
 def test_loading_never_unpickles(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from gadget_helpers import acquisitions_of
 
-from gadget.noise_file import NoiseFileError, prepend_noise, read_noise_acquisitions
+from gadget.mrd_input import InputError
+from gadget.noise_file import prepend_noise, read_noise_file
 
 
 def _write(path, acquisitions, xml=b"<ismrmrdHeader/>"):
@@ -29,7 +30,7 @@ def _noise_and_imaging(path):
 def test_reads_the_noise_lines_of_a_dependency_file(accelerated_file, tmp_path) -> None:
     noise, imaging = _noise_and_imaging(accelerated_file)
     path = _write(tmp_path / "noise.h5", [imaging[0], *noise])  # an odd line is skipped
-    read = read_noise_acquisitions(path)
+    read = read_noise_file(path)
     assert len(read) == len(noise)
     for got, expected in zip(read, noise, strict=True):
         np.testing.assert_array_equal(got.data, expected.data)
@@ -38,13 +39,18 @@ def test_reads_the_noise_lines_of_a_dependency_file(accelerated_file, tmp_path) 
 def test_unusable_noise_files_are_named(accelerated_file, tmp_path) -> None:
     _, imaging = _noise_and_imaging(accelerated_file)
     no_noise = _write(tmp_path / "imaging.h5", imaging[:3])
-    with pytest.raises(NoiseFileError, match=r"none of its 3 acquisitions is flagged ACQ_IS_NOISE"):
-        read_noise_acquisitions(no_noise)
+    with pytest.raises(
+        InputError,
+        match=r"imaging.h5:/dataset/data: no acquisition is flagged ACQ_IS_NOISE_MEASUREMENT",
+    ):
+        read_noise_file(no_noise)
     (tmp_path / "text.h5").write_text("not hdf5")
-    with pytest.raises(NoiseFileError, match="cannot open as HDF5"):
-        read_noise_acquisitions(tmp_path / "text.h5")
-    with pytest.raises(NoiseFileError, match="no ISMRMRD acquisitions at /other/data"):
-        read_noise_acquisitions(no_noise, group="other")
+    with pytest.raises(InputError, match=r"text.h5: not an HDF5 file \(noise file\)"):
+        read_noise_file(tmp_path / "text.h5")
+    with pytest.raises(
+        InputError, match=r"imaging.h5: no group /other \(top-level entries: \[.dataset.\]\)"
+    ):
+        read_noise_file(no_noise, group="other")
 
 
 def test_prepended_only_where_the_stream_has_no_noise_of_its_own(accelerated_file) -> None:

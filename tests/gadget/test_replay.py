@@ -204,7 +204,7 @@ def test_console_module_runs(accelerated_file, fast_properties, tmp_path) -> Non
         capture_output=True, text=True, timeout=100,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "2 slices, 4 images" in run.stdout
+    assert "45 acquisitions -> 2 image sets (slice 0; repetition 0, 1), 4 images" in run.stdout
 
 
 @pytest.mark.timeout(120)

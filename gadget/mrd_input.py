@@ -1,0 +1,219 @@
+"""Read ISMRMRD HDF5 files defensively: every count is checked against the data present and the
+limits before anything is allocated, and every error names the file, the dataset and the item.
+
+Used by the replay (its input) and by :mod:`gadget.noise_file` (a separate noise measurement).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import ismrmrd
+import numpy as np
+from ismrmrd.hdf5 import acquisition_dtype
+
+from gadget.geometry import GridLimits
+
+log = logging.getLogger(__name__)
+
+HEADER_ROOT = "ismrmrdHeader"
+_CHUNK = 4096  # acquisition headers read at a time by the survey
+
+
+class InputError(ValueError):
+    """An ISMRMRD file that cannot be used (the message names the file, dataset and item)."""
+
+
+def open_hdf5(path: Path, what: str = "input") -> h5py.File:
+    """``path`` opened read-only, or InputError saying why it cannot be."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file ({what})")
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path}: not an HDF5 file ({what})")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read as HDF5 ({error})") from None
+
+
+def dataset_group(file: h5py.File, path: Path, group: str) -> h5py.Group:
+    """The ISMRMRD dataset group ``/group`` (with ``xml`` and ``data``), or InputError."""
+    node = file.get(group)
+    if not isinstance(node, h5py.Group):
+        found = sorted(file.keys())
+        raise InputError(f"{path}: no group /{group} (top-level entries: {found})")
+    missing = [name for name in ("xml", "data") if name not in node]
+    if missing:
+        raise InputError(f"{path}: /{group} is not an ISMRMRD dataset (missing {missing})")
+    return node
+
+
+def read_xml(group: h5py.Group, path: Path) -> bytes:
+    """The header text of ``group/xml``: a dataset holding one string, as libismrmrd writes it."""
+    where = f"{path}:{group.name}/xml"
+    node = group.get("xml")
+    if not isinstance(node, h5py.Dataset):
+        raise InputError(f"{where} is a {type(node).__name__}, expected a dataset of one string")
+    if node.dtype.kind not in "OS" or node.shape is None or node.size < 1:
+        raise InputError(
+            f"{where}: shape {node.shape}, type {node.dtype}; expected one string (the ISMRMRD header)"
+        )
+    try:
+        value = node[(0,) * node.ndim] if node.ndim else node[()]
+    except (OSError, ValueError) as error:
+        raise InputError(f"{where}: cannot be read ({error})") from None
+    text = value.encode() if isinstance(value, str) else bytes(value)
+    if not text.strip():
+        raise InputError(f"{where} is empty; expected the ISMRMRD XML header")
+    return text
+
+
+def parse_header(xml: bytes, where: str) -> ismrmrd.xsd.ismrmrdHeader:
+    """The parsed ISMRMRD header; InputError naming ``where`` if it is not one. Values the schema
+    does not allow (a non-integer count, ...) are logged here and rejected where they are used."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as error:
+        raise InputError(f"{where} is not well-formed XML ({error})") from None
+    if root.tag.rsplit("}", 1)[-1] != HEADER_ROOT:
+        raise InputError(f"{where}: root element <{root.tag}>, expected <{HEADER_ROOT}>")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            header = ismrmrd.xsd.CreateFromDocument(xml)
+        except TypeError as error:
+            missing = re.findall(r"'(\w+)'", str(error))
+            raise InputError(
+                f"{where}: not a valid ISMRMRD header (required element(s) missing: {missing})"
+            ) from None
+        except Exception as error:  # xsdata raises several types for schema violations
+            raise InputError(f"{where}: not a valid ISMRMRD header ({error})") from None
+    for warning in caught:
+        log.warning("%s: %s", where, " ".join(str(warning.message).split()))
+    return header
+
+
+def describe(index: int, head: np.void) -> str:
+    """``acquisition 12 (scan_counter 0, line 5, slice 0, repetition 1)``: the index in the file
+    and the counters (scan_counter alone is 0 on every line of some files)."""
+    idx = head["idx"]
+    return (
+        f"acquisition {index} (scan_counter {int(head['scan_counter'])}, line "
+        f"{int(idx['kspace_encode_step_1'])}, slice {int(idx['slice'])}, repetition "
+        f"{int(idx['repetition'])})"
+    )
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What the acquisition headers of a file hold, read before any sample is.
+
+    Attributes:
+        count: acquisitions in the file.
+        noise: of them, noise scans (ACQ_IS_NOISE_MEASUREMENT).
+        channels: the distinct channel counts of the other (imaging) acquisitions.
+        lines: distinct phase-encode lines among the imaging acquisitions.
+    """
+
+    count: int
+    noise: int
+    channels: frozenset[int]
+    lines: int
+
+
+class AcquisitionReader:
+    """The acquisitions of an ISMRMRD ``data`` dataset, each checked before it is allocated.
+
+    Args:
+        dataset: the ``/<group>/data`` compound dataset.
+        where: how errors name the file (``path:/dataset/data``).
+        limits: the largest channel and sample counts accepted.
+    """
+
+    def __init__(self, dataset: h5py.Dataset, where: str, limits: GridLimits) -> None:
+        if not isinstance(dataset, h5py.Dataset) or dataset.dtype.names is None:
+            raise InputError(f"{where}: expected the compound dataset of ISMRMRD acquisitions")
+        names = set(dataset.dtype.names)
+        if not {"head", "data"} <= names:
+            raise InputError(f"{where}: fields {sorted(names)}, expected head, traj and data")
+        self.dataset = dataset
+        self.where = where
+        self.limits = limits
+
+    def __len__(self) -> int:
+        return int(self.dataset.shape[0]) if self.dataset.shape else 0
+
+    def heads(self) -> Iterator[tuple[int, np.void]]:
+        """(index, header) of every acquisition, read a chunk of headers at a time."""
+        for start in range(0, len(self), _CHUNK):
+            try:
+                chunk = self.dataset.fields("head")[start : start + _CHUNK]
+            except (OSError, ValueError, KeyError) as error:
+                raise InputError(
+                    f"{self.where}: acquisition headers {start}.. cannot be read ({error})"
+                ) from None
+            for offset, head in enumerate(chunk):
+                yield start + offset, head
+
+    def check_head(self, index: int, head: np.void) -> None:
+        """InputError naming the acquisition if a count in its header is out of bounds."""
+        channels, samples = int(head["active_channels"]), int(head["number_of_samples"])
+        dims, dwell = int(head["trajectory_dimensions"]), float(head["sample_time_us"])
+        problem = None
+        if not 1 <= channels <= self.limits.max_channels:
+            problem = f"{channels} channels, expected 1 to {self.limits.max_channels}"
+        elif not 1 <= samples <= self.limits.max_matrix:
+            problem = f"{samples} samples, expected 1 to {self.limits.max_matrix}"
+        elif dims > 3:
+            problem = f"{dims} trajectory dimensions, expected 0 to 3"
+        elif not math.isfinite(dwell) or dwell < 0:
+            problem = f"sample_time_us {dwell}, expected a finite dwell time >= 0"
+        if problem:
+            raise InputError(f"{self.where}: {describe(index, head)}: {problem}")
+
+    def survey(self) -> Survey:
+        """Check every acquisition header (no samples read) and summarise the file."""
+        noise, channels, lines = 0, set(), set()
+        for index, head in self.heads():
+            self.check_head(index, head)
+            if int(head["flags"]) & (1 << (ismrmrd.ACQ_IS_NOISE_MEASUREMENT - 1)):
+                noise += 1
+            else:
+                channels.add(int(head["active_channels"]))
+                lines.add(int(head["idx"]["kspace_encode_step_1"]))
+        return Survey(len(self), noise, frozenset(channels), len(lines))
+
+    def read(self, index: int) -> ismrmrd.Acquisition:
+        """Acquisition ``index``; InputError if its samples do not match its header."""
+        row = np.empty(1, dtype=acquisition_dtype)
+        try:
+            self.dataset.read_direct(row, source_sel=np.s_[index : index + 1])
+        except (OSError, ValueError, TypeError) as error:
+            raise InputError(
+                f"{self.where}: acquisition {index} cannot be read ({error})"
+            ) from None
+        head = row[0]["head"]
+        self.check_head(index, head)
+        channels, samples = int(head["active_channels"]), int(head["number_of_samples"])
+        data, traj = row[0]["data"], row[0]["traj"]
+        dims = int(head["trajectory_dimensions"])
+        if data.size != 2 * channels * samples or traj.size != samples * dims:
+            raise InputError(
+                f"{self.where}: {describe(index, head)}: its header says {channels} channels x "
+                f"{samples} samples (and {dims} trajectory dimensions), so {2 * channels * samples} "
+                f"floats of data and {samples * dims} of trajectory; the file holds {data.size} "
+                f"and {traj.size}"
+            )
+        acquisition = ismrmrd.Acquisition(head)
+        acquisition.data[:] = data.view(np.complex64).reshape(channels, samples)
+        if dims:
+            acquisition.traj[:] = traj.reshape(samples, dims)
+        return acquisition
