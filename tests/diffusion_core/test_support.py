@@ -79,6 +79,7 @@ def problem(request: pytest.FixtureRequest) -> GaussianProblem:
     return make_problem(request.param, noise_sigma=0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", [sample_score_mri, sample_song2022], ids=["score_mri", "song"])
 def test_exact_samplers_sample_the_restricted_posterior(sampler, problem: GaussianProblem) -> None:
     support = _support(tuple(problem.truth.shape))
