@@ -45,15 +45,33 @@ def region_shape(region: Region, shape: tuple[int, int]) -> tuple[int, int]:
     return (len(range(*region[0].indices(shape[0]))), len(range(*region[1].indices(shape[1]))))
 
 
+def limit_region(region: Region, shape: tuple[int, int], size: tuple[int, int]) -> Region:
+    """``region`` of an array of ``shape`` cut to at most ``size`` (rows, columns) around its centre.
+
+    BART's ``ecalib -r`` does the same: a calibration block longer than needed in one direction
+    (the whole readout of a column mask) adds noise to the calibration matrix and no signal.
+    """
+    out = []
+    for sl, n, limit in zip(region, shape, size, strict=True):
+        start, stop, _ = sl.indices(n)
+        length = stop - start
+        if length > limit:
+            start, stop = start + (length - limit) // 2, start + (length - limit) // 2 + limit
+        out.append(slice(start, stop))
+    return out[0], out[1]
+
+
 def calibration_data(
     kspace: torch.Tensor,
     mask: torch.Tensor | None = None,
     calib: Region | None = None,
+    max_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """The calibration block of kspace (c, ky, kx): (c, ny_cal, nx_cal).
 
     ``calib`` (given ACS slices) wins over ``mask``; with neither, k-space is taken as fully sampled
-    and the whole of it is the calibration region.
+    and the whole of it is the calibration region. ``max_size`` (rows, columns) limits the block
+    around its centre (:func:`limit_region`).
     """
     require_complex(kspace, "kspace")
     require_ndim(kspace, 3, "kspace", "(coils, ky, kx)")
@@ -68,4 +86,6 @@ def calibration_data(
             calib = calibration_region(mask)
         else:
             calib = (slice(None), slice(None))
+    if max_size is not None:
+        calib = limit_region(calib, (kspace.shape[-2], kspace.shape[-1]), max_size)
     return kspace[..., calib[0], calib[1]]

@@ -11,6 +11,17 @@ Every object offers the same four operations on a batch of images ``x``:
 * ``residual_norm(x)``: ||A x - y|| per batch item, differentiable (DPS).
 * ``noised(sigma, like, generator)``: y_sigma = y + sigma A z, the measurement of the noised image
   x_sigma = x + sigma z (Song, Shen, Xing, Ermon 2022).
+* ``restrict(x)``: x set to zero outside the support (below).
+
+The support. Where no coil sees the object (outside the support of the coil maps) the data say
+nothing about the image, and a sampler would fill those pixels with whatever its prior imagines.
+So the unknown image lives on a ``support`` (y, x): the forward model is A = M F S P with P the
+restriction to it, and the constraint x = 0 outside it is part of the measurement, exact
+(noise-free). Every ``prox`` returns images that are zero outside the support; its output is the
+proximal map of the data term plus that constraint, so a sampler that uses ``prox`` (DDS, score-MRI,
+Song et al.) samples p(x | y, x = 0 outside) and one that does not (DPS) calls ``restrict`` on its
+clean estimate. For a Gaussian prior that posterior is the closed form with the precision matrix
+restricted to the support (tests/diffusion_core/test_support.py).
 
 :class:`SenseDataConsistency` acts on combined images (..., y, x) with A = M F S;
 :class:`CoilDataConsistency` acts on coil images (..., c, y, x) with A = M F per coil (the per-coil
@@ -44,6 +55,8 @@ class DataConsistency(Protocol):
         self, sigma: float, like: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor: ...
 
+    def restrict(self, x: torch.Tensor) -> torch.Tensor: ...
+
 
 def _check_inputs(kspace: torch.Tensor, mask: torch.Tensor, noise_sigma: float) -> None:
     if not kspace.is_complex():
@@ -58,12 +71,67 @@ def _check_inputs(kspace: torch.Tensor, mask: torch.Tensor, noise_sigma: float) 
         raise ValueError(f"noise_sigma: expected a finite value >= 0, got {noise_sigma}")
 
 
+def image_support(maps: torch.Tensor, support: torch.Tensor | None = None) -> torch.Tensor:
+    """Where the image may be non-zero: (y, x) bool, the pixels some coil sees (a non-zero map,
+    maps (c, y, x)), within ``support`` (y, x) if given.
+
+    Raises ``ValueError`` if ``support`` has the wrong shape, is empty, or no coil sees any of it.
+    """
+    seen = maps.abs().sum(-3) > 0
+    if support is None:
+        support = torch.ones_like(seen)
+    elif support.shape != seen.shape or support.is_complex():
+        raise ValueError(
+            f"support: expected a (y, x) = {tuple(seen.shape)} boolean mask like the maps, got "
+            f"{tuple(support.shape)} {support.dtype}"
+        )
+    support = support.to(seen.device) != 0
+    if not bool(support.any()):
+        raise ValueError("support: is empty; expected at least one pixel of the object")
+    if not bool((support & seen).any()):
+        raise ValueError(
+            "support: no coil sees any of its pixels (the coil maps are zero there); "
+            "expected coil maps that are non-zero on the object"
+        )
+    return support & seen
+
+
 class _Base:
     noise_sigma: float
     y: torch.Tensor
+    cg_iters: int
 
     def weight(self, step: float) -> float:
         return math.inf if self.noise_sigma == 0 else step / self.noise_sigma**2
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _adjoint(self, k: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _restricted_prox(
+        self, v: torch.Tensor, weight: float, y: torch.Tensor, image_ndim: int
+    ) -> torch.Tensor:
+        """The prox for A = M F S P by ``cg_iters`` CG iterations (v already zero outside the
+        support; A^H maps into the support, so every iterate stays there)."""
+        if math.isinf(weight):
+            w = conjugate_gradient(
+                lambda u: self._forward(self._adjoint(u)),
+                y - self._forward(v),
+                max_iter=self.cg_iters,
+                ndim=3,
+            )
+            return v + self._adjoint(w)
+        # solve for the correction d = z - v: (I + w A^H A) d = w A^H (y - A v), started at 0
+        rhs = weight * self._adjoint(y - self._forward(v))
+        d = conjugate_gradient(
+            lambda u: u + weight * self._adjoint(self._forward(u)),
+            rhs,
+            max_iter=self.cg_iters,
+            ndim=image_ndim,
+        )
+        return v + d
 
 
 def _shift(x: torch.Tensor) -> torch.Tensor:
@@ -77,6 +145,8 @@ def _unshift(x: torch.Tensor) -> torch.Tensor:
 class SenseDataConsistency(_Base):
     """SENSE measurement of combined images: A = M F S, maps (c, y, x), kspace (c, ky, kx), mask (ky, kx).
 
+    ``support`` (y, x) bool: where the image may be non-zero, within the pixels a coil sees
+    (:func:`image_support`); default: those pixels.
     ``prox`` is solved by ``cg_iters`` conjugate-gradient iterations (in image space for finite
     weights, in k-space on (A A^H) w = y - A v for the projection). Internally everything lives in
     FFT order (``ifftshift`` applied once to maps, mask, data and the images entering ``prox``), so
@@ -91,6 +161,7 @@ class SenseDataConsistency(_Base):
         kspace: torch.Tensor,
         noise_sigma: float,
         cg_iters: int = 10,
+        support: torch.Tensor | None = None,
     ) -> None:
         _check_inputs(kspace, mask, noise_sigma)
         if maps.shape != kspace.shape:
@@ -99,7 +170,9 @@ class SenseDataConsistency(_Base):
             )
         if cg_iters < 1:
             raise ValueError(f"cg_iters: expected >= 1, got {cg_iters}")
-        self.maps = _shift(maps)
+        self.support = image_support(maps, support)
+        self._inside = _shift(self.support.to(kspace.real.dtype))
+        self.maps = _shift(maps) * self._inside
         self.mask = _shift(mask.to(kspace.real.dtype)).unsqueeze(-3)
         self.y = _shift(kspace) * self.mask
         self.noise_sigma = float(noise_sigma)
@@ -113,24 +186,10 @@ class SenseDataConsistency(_Base):
 
     def prox(self, v: torch.Tensor, weight: float, y: torch.Tensor | None = None) -> torch.Tensor:
         y = self.y if y is None else y
-        vs = _shift(v)
-        if math.isinf(weight):
-            w = conjugate_gradient(
-                lambda u: self._forward(self._adjoint(u)),
-                y - self._forward(vs),
-                max_iter=self.cg_iters,
-                ndim=3,
-            )
-            return _unshift(vs + self._adjoint(w))
-        # solve for the correction d = z - v: (I + w A^H A) d = w A^H (y - A v), started at 0
-        rhs = weight * self._adjoint(y - self._forward(vs))
-        d = conjugate_gradient(
-            lambda u: u + weight * self._adjoint(self._forward(u)),
-            rhs,
-            max_iter=self.cg_iters,
-            ndim=2,
-        )
-        return _unshift(vs + d)
+        return _unshift(self._restricted_prox(_shift(v) * self._inside, weight, y, 2))
+
+    def restrict(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.support
 
     def residual_norm(self, x: torch.Tensor) -> torch.Tensor:
         return (self._forward(_shift(x)) - self.y).abs().pow(2).sum(dim=(-3, -2, -1)).sqrt()
@@ -143,17 +202,42 @@ class SenseDataConsistency(_Base):
 
 
 class CoilDataConsistency(_Base):
-    """Per-coil Cartesian measurement of coil images (..., c, y, x): A = M F; everything is exact
-    and diagonal in k-space (no CG)."""
+    """Per-coil Cartesian measurement of coil images (..., c, y, x): A = M F P.
 
-    def __init__(self, mask: torch.Tensor, kspace: torch.Tensor, noise_sigma: float) -> None:
+    Without a ``support`` (y, x) (P = I) everything is exact and diagonal in k-space (no CG); with
+    one, ``prox`` takes ``cg_iters`` CG iterations, as the SENSE form does."""
+
+    def __init__(
+        self,
+        mask: torch.Tensor,
+        kspace: torch.Tensor,
+        noise_sigma: float,
+        support: torch.Tensor | None = None,
+        cg_iters: int = 10,
+    ) -> None:
         _check_inputs(kspace, mask, noise_sigma)
+        if cg_iters < 1:
+            raise ValueError(f"cg_iters: expected >= 1, got {cg_iters}")
         self.mask = mask.to(kspace.real.dtype)
         self.y = kspace * self.mask
         self.noise_sigma = float(noise_sigma)
+        self.cg_iters = int(cg_iters)
+        everywhere = torch.ones((1, *mask.shape), dtype=kspace.dtype, device=kspace.device)
+        self.support = None if support is None else image_support(everywhere, support)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mask * fft2c(self.restrict(x))
+
+    def _adjoint(self, k: torch.Tensor) -> torch.Tensor:
+        return self.restrict(ifft2c(self.mask * k))
+
+    def restrict(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.support is None else x * self.support
 
     def prox(self, v: torch.Tensor, weight: float, y: torch.Tensor | None = None) -> torch.Tensor:
         y = self.y if y is None else y
+        if self.support is not None:
+            return self._restricted_prox(self.restrict(v), weight, y, 3)
         k = fft2c(v)
         if math.isinf(weight):
             mixed = k + self.mask * (y - k)

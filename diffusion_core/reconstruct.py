@@ -1,7 +1,8 @@
 """One entry point: multi-coil k-space and mask in, posterior mean, standard deviation and samples out.
 
 Steps: prewhiten (if a noise covariance is given) -> coil maps (ESPIRiT from the calibration region
-of the mask, if not given) -> a CG-SENSE estimate whose 99th magnitude percentile sets the scale
+of the mask, if not given) -> the support, the pixels a coil sees (outside it the data say nothing
+and the result is zero by design, :mod:`diffusion_core.data_consistency`) -> a CG-SENSE estimate whose 99th magnitude percentile sets the scale
 (the rule shared with training, :mod:`diffusion_core.normalization`) -> K posterior samples with the
 chosen sampler in that scale -> mean and per-pixel standard deviation, scaled back.
 """
@@ -21,6 +22,7 @@ from diffusion_core.data_consistency import (
     CoilDataConsistency,
     DataConsistency,
     SenseDataConsistency,
+    image_support,
 )
 from diffusion_core.denoiser import Denoiser
 from diffusion_core.noise import complex_noise
@@ -128,7 +130,8 @@ class ReconProgress:
 class Reconstruction:
     """mean (y, x) complex, std (y, x) real (per-pixel posterior standard deviation, E|x - mean|^2
     with K - 1), samples (K, y, x) complex, maps (c, y, x) complex (after prewhitening, if any),
-    scale: the factor between the prior's scale and the data's, noise_sigma: in the prior's scale."""
+    scale: the factor between the prior's scale and the data's, noise_sigma: in the prior's scale,
+    support (y, x) bool: the pixels reconstructed; mean, std and samples are exactly zero elsewhere."""
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -136,6 +139,7 @@ class Reconstruction:
     maps: torch.Tensor
     scale: float
     noise_sigma: float
+    support: torch.Tensor
 
 
 def estimate_noise_sigma(kspace: torch.Tensor, mask: torch.Tensor, fraction: float = 0.1) -> float:
@@ -180,6 +184,7 @@ def reconstruct(
     *,
     maps: torch.Tensor | None = None,
     noise_cov: torch.Tensor | None = None,
+    support: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     progress: Callable[[ReconProgress], None] | None = None,
 ) -> Reconstruction:
@@ -194,6 +199,8 @@ def reconstruct(
             the mask if not given.
         noise_cov: (coils, coils) noise covariance of the raw data; the data (and given maps) are
             prewhitened with it and the noise level follows from it.
+        support: (y, x) bool, where the object may be; the result is restricted to it and to the
+            pixels a coil sees (non-zero maps), which alone are the default.
         generator: source of all randomness (same seed -> same result).
         progress: called with a :class:`ReconProgress` after every sampler step.
     """
@@ -213,6 +220,8 @@ def reconstruct(
 
         maps = espirit_maps(kspace, mask)
     maps = maps.to(kspace.dtype)
+    support = image_support(maps, support)
+    restricted = None if bool(support.all()) else support
     scale = float(magnitude_scale(cg_sense(kspace, mask, maps, max_iter=cfg.cg_iters * 4)))
     if cfg.noise_sigma is not None:
         noise_sigma = cfg.noise_sigma
@@ -221,18 +230,19 @@ def reconstruct(
         noise_sigma = raw / scale
     y = kspace / scale
     log.info(
-        "reconstruct: sampler=%s steps=%d scale=%.4g noise_sigma=%.4g",
+        "reconstruct: sampler=%s steps=%d scale=%.4g noise_sigma=%.4g support=%.1f%%",
         cfg.sampler,
         cfg.steps,
         scale,
         noise_sigma,
+        100.0 * float(support.float().mean()),
     )
     per_coil = cfg.sampler == "score_mri_ssos"
     dc: DataConsistency
     if per_coil:
-        dc = CoilDataConsistency(mask, y, noise_sigma)
+        dc = CoilDataConsistency(mask, y, noise_sigma, restricted, cfg.cg_iters)
     else:
-        dc = SenseDataConsistency(maps, mask, y, noise_sigma, cfg.cg_iters)
+        dc = SenseDataConsistency(maps, mask, y, noise_sigma, cfg.cg_iters, support)
     sigmas = cfg.sigmas().to(kspace.device)
     k = cfg.num_samples
     batch = cfg.batch_size or (k if kspace.device.type == "cuda" else 1)
@@ -258,7 +268,7 @@ def reconstruct(
         if k > 1
         else torch.zeros(mean.shape, dtype=kspace.real.dtype, device=mean.device)
     )
-    return Reconstruction(mean, std, xs, maps, scale, noise_sigma)
+    return Reconstruction(mean, std, xs, maps, scale, noise_sigma, support)
 
 
 def _ssos(coil_images: torch.Tensor) -> torch.Tensor:

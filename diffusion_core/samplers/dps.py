@@ -6,6 +6,10 @@ x <- x - zeta * grad_x ||y - A D(x, sigma)||, the gradient taken through the den
 (the paper's zeta_i = zeta' / ||y - A x0_hat|| applied to the squared norm is the same step).
 An approximation: the likelihood p(y | x_t) is replaced by p(y | E[x0 | x_t]), so the samples are
 not exact posterior samples even with many steps.
+
+The exact part of the measurement, x = 0 outside the support (``dc.restrict``), cannot be a
+gradient step: the clean estimate and the gradient are restricted to the support instead, so the
+state there is pure noise that the last step removes, as in the samplers that use ``dc.prox``.
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ def sample_dps(
             xg = x.detach().requires_grad_(True)
             x0 = denoise(denoiser, xg, sigma, i + 1)
             (grad,) = torch.autograd.grad(dc.residual_norm(x0).sum(), xg)
-        x0 = x0.detach()
-        x = ancestral_step(x, x0, sigma, sigma_next, generator) - zeta * grad
+        x0 = dc.restrict(x0.detach())
+        x = ancestral_step(x, x0, sigma, sigma_next, generator) - zeta * dc.restrict(grad)
         if callback is not None:
             callback(SamplerStep(i + 1, total, sigma, x, x0))
     return x

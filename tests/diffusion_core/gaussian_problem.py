@@ -95,3 +95,26 @@ def make_problem(
     rhs = sigma_inv @ mu.reshape(-1) + a.conj().T @ kspace.reshape(-1) / (2 * noise_sigma**2)
     mean = (cov @ rhs).reshape(shape)
     return GaussianProblem(prior, maps, mask, kspace, noise_sigma, truth, mean, cov)
+
+
+@dataclass
+class RestrictedPosterior:
+    """The exact posterior of a :class:`GaussianProblem` given also x = 0 outside ``support``:
+    with P = Sigma^-1 + A^H A / (2 s^2) and b = Sigma^-1 mu + A^H y / (2 s^2), x on the support is
+    CN(P_ss^-1 b_s, P_ss^-1) (the conditional of the unrestricted posterior), zero elsewhere."""
+
+    support: torch.Tensor  # (H, W) bool
+    mean: torch.Tensor  # (H, W), zero outside the support
+    cov: torch.Tensor  # (n_s, n_s) over the support's pixels in row-major order
+
+
+def restricted_posterior(p: GaussianProblem, support: torch.Tensor) -> RestrictedPosterior:
+    inside = support.reshape(-1)
+    prec = torch.linalg.inv(p.post_cov)  # P
+    rhs = prec @ p.post_mean.reshape(-1)  # b = P m
+    prec_s = prec[inside][:, inside]
+    cov = torch.linalg.inv(prec_s)
+    cov = 0.5 * (cov + cov.conj().T)
+    mean = torch.zeros_like(p.post_mean).reshape(-1)
+    mean[inside] = cov @ rhs[inside]
+    return RestrictedPosterior(support, mean.reshape(p.post_mean.shape), cov)

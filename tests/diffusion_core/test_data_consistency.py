@@ -90,3 +90,22 @@ def test_bad_inputs() -> None:
         CoilDataConsistency(torch.ones(SHAPE), y, -1.0)
     with pytest.raises(ValueError, match="mask"):
         CoilDataConsistency(torch.ones(3, 3), y, 0.1)
+
+
+def test_coil_prox_with_a_support_is_the_constrained_minimiser() -> None:
+    g = torch.Generator().manual_seed(2)
+    mask = torch.zeros(SHAPE, dtype=torch.float64)
+    mask[:, ::2] = 1
+    support = torch.zeros(SHAPE, dtype=torch.bool)
+    support[2:10, 1:8] = True
+    y = random_complex((2, *SHAPE), g).to(C128) * mask
+    dc = CoilDataConsistency(mask, y, 0.1, support, cg_iters=80)
+    v = random_complex((2, *SHAPE), g).to(C128)
+    z = dc.prox(v, 3.0)
+    assert float(z[:, ~support].abs().max()) == 0.0
+    # on the support the gradient of ||z - v||^2 / 2 + 3 / 2 ||M F z - y||^2 vanishes
+    grad = (z - v) + 3.0 * torch.fft.ifftshift(
+        torch.fft.ifft2(torch.fft.fftshift(mask * fft2c(z) - y, dim=(-2, -1)), norm="ortho"),
+        dim=(-2, -1),
+    )
+    assert float(grad[:, support].abs().max()) < 1e-8

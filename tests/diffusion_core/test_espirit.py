@@ -127,3 +127,16 @@ def test_bad_inputs_raise_named_errors():
         espirit_maps(kspace * small, small)
     with pytest.raises(ValueError, match="kspace: expected shape"):
         espirit_maps(kspace[0], None)
+
+
+def test_calibration_size_limits_the_block_and_must_fit_the_kernel():
+    kspace, _, _ = simulated_case(ny=64, nx=64, coils=4)
+    mask = torch.zeros(64, 64)
+    mask[:, 20:44] = 1  # ACS: all rows x 24 columns
+    limited = espirit_maps(kspace * mask, mask)  # 24 x 24 around the centre
+    centre = espirit_maps(kspace * mask, calib=(slice(20, 44), slice(20, 44)), calib_size=64)
+    torch.testing.assert_close(limited, centre)
+    with pytest.raises(ValueError, match=r"calibration region: \(6, 6\) is too small.*at least 7"):
+        espirit_maps(kspace * mask, mask, calib_size=6)
+    with pytest.raises(ValueError, match="calibration region: holds no signal"):
+        espirit_maps(torch.zeros_like(kspace), mask)

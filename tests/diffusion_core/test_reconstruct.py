@@ -146,3 +146,21 @@ def test_bad_input() -> None:
         reconstruct(kspace, torch.ones(3, 3), _prior(), FAST, maps=maps)
     with pytest.raises(ValueError, match="maps"):
         reconstruct(kspace, _mask(), _prior(), FAST, maps=maps[:2])
+
+
+def test_support_is_reported_and_bad_supports_are_named() -> None:
+    _, kspace, maps = _data(scale=10.0)
+    blind = maps.clone()
+    blind[:, :, :6] = 0  # no coil sees the first 6 columns
+    g = torch.Generator().manual_seed(9)
+    r = reconstruct(kspace, _mask(), _prior(), FAST, maps=blind, generator=g)
+    assert r.support.dtype == torch.bool and not bool(r.support[:, :6].any())
+    assert bool(r.support[:, 6:].all())
+    assert float(r.mean[:, :6].abs().max()) == 0.0 and float(r.std[:, :6].max()) == 0.0
+    assert float(r.mean[:, 6:].abs().min()) > 0
+    with pytest.raises(ValueError, match="support: is empty"):
+        reconstruct(kspace, _mask(), _prior(), FAST, maps=maps, support=torch.zeros(SHAPE))
+    left = torch.zeros(SHAPE, dtype=torch.bool)
+    left[:, :6] = True
+    with pytest.raises(ValueError, match="support: no coil sees"):
+        reconstruct(kspace, _mask(), _prior(), FAST, maps=blind, support=left)
