@@ -3,6 +3,7 @@
     gadgetron-diffusion replay IN.h5 OUT.h5 [--png DIR] [--overwrite] [recon options]
     gadgetron-diffusion serve --port 9002 [recon options]
     gadgetron-diffusion train --data DIR --out STEM [training options]
+    gadgetron-diffusion calibrate --data DIR --checkpoint default --out STEM [--masks random:4 ...]
 
 Recon options map one to one onto the gadget's XML properties (see ``gadget.config``).
 ``train`` hands its arguments to ``diffusion_core.training.cli`` (``python -m diffusion_core.training``).
@@ -106,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0", help="address to bind (default: all)")
     serve.add_argument("--port", type=int, default=9002, help="TCP port (default: 9002)")
     _recon_options(serve)
+    from gadget.calibrate import add_parser as add_calibrate
+
+    add_calibrate(commands)
     commands.add_parser(
         "train", add_help=False, help="train a prior (see: gadgetron-diffusion train --help)"
     )
@@ -124,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "calibrate":
+        from gadget.calibrate import main as calibrate_main
+
+        return calibrate_main(args)
     try:
         config = _config(args)
     except ConfigError as error:
