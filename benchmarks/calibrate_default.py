@@ -68,14 +68,16 @@ def cases(matrix: int, volume_cases: int, mask_class: str):
     real = real_brain_case(DATA / "eval" / "brain8ch_full_c_y_x.npy", size=matrix)
     for seed in range(2):
         mask = make_mask(mask_class, real.reference.shape, seed=100 + seed)
-        out.append(
+        # interleaved with the volume cases, so that a short run has both subjects
+        out.insert(
+            2 * seed + 1,
             (
                 f"{real.meta.name} mask {seed}",
                 real.meta.subject,
                 real.kspace * mask,
                 mask,
                 real.reference,
-            )
+            ),
         )
     return out
 
@@ -136,7 +138,18 @@ def main() -> int:
         if name in results:
             continue
         start = time.perf_counter()
-        out = reconstruct(kspace, mask, denoiser, cfg, generator=torch.Generator().manual_seed(i))
+        out = reconstruct(
+            kspace,
+            mask,
+            denoiser,
+            cfg,
+            generator=torch.Generator().manual_seed(i),
+            progress=lambda p: (
+                log.info("sample %d step %d/%d", p.first_sample, p.step, p.total_steps)
+                if p.step % 5 == 0
+                else None
+            ),
+        )
         results[name] = {
             "subject": subject,
             "ref": ref,

@@ -271,6 +271,7 @@ def reconstruct(
     if k == 1:
         std = torch.zeros(mean.shape, dtype=kspace.real.dtype, device=mean.device)
         note = "K = 1: one sample has no spread; no std"
+        log.info("std: %s", note)
         return Reconstruction(
             mean, std, xs, maps, scale, noise_sigma, std, False, False, 1.0, "", note
         )
