@@ -121,6 +121,7 @@ def main() -> int:
     p.add_argument("--matrix", type=int, default=80)
     p.add_argument("--volume-cases", type=int, default=4)
     p.add_argument("--mask", default="R=4 1D random")
+    p.add_argument("--max-cases", type=int, help="use only the first N cases (interleaved subjects)")
     p.add_argument("--nfe", type=int, default=25)
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--cg-iters", type=int, default=5)
@@ -133,7 +134,7 @@ def main() -> int:
     cfg = ReconConfig(nfe=args.nfe, num_samples=args.samples, cg_iters=args.cg_iters)
     results = torch.load(args.cache) if args.cache.is_file() else {}
     denoiser = load_default_prior()
-    todo = cases(args.matrix, args.volume_cases, args.mask)
+    todo = cases(args.matrix, args.volume_cases, args.mask)[: args.max_cases]
     for i, (name, subject, kspace, mask, ref) in enumerate(todo):
         if name in results:
             continue

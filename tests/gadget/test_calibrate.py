@@ -60,6 +60,8 @@ def test_calibrate_writes_a_copy_with_the_fit(
             str(out),
             "--masks",
             "random:4",
+            "--slices-per-subject",
+            "1",
             *FAST,
         ]
     )
