@@ -121,7 +121,9 @@ def main() -> int:
     p.add_argument("--matrix", type=int, default=80)
     p.add_argument("--volume-cases", type=int, default=4)
     p.add_argument("--mask", default="R=4 1D random")
-    p.add_argument("--max-cases", type=int, help="use only the first N cases (interleaved subjects)")
+    p.add_argument(
+        "--max-cases", type=int, help="use only the first N cases (interleaved subjects)"
+    )
     p.add_argument("--nfe", type=int, default=25)
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--cg-iters", type=int, default=5)
