@@ -116,25 +116,8 @@ def figure(path: Path, ref, mean, half_width, title: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--matrix", type=int, default=80)
-    p.add_argument("--volume-cases", type=int, default=4)
-    p.add_argument("--mask", default="R=4 1D random")
-    p.add_argument(
-        "--max-cases", type=int, help="use only the first N cases (interleaved subjects)"
-    )
-    p.add_argument("--nfe", type=int, default=25)
-    p.add_argument("--samples", type=int, default=4)
-    p.add_argument("--cg-iters", type=int, default=5)
-    p.add_argument("--card", type=Path, help="model card to write the fit into")
-    p.add_argument("--figure", type=Path)
-    p.add_argument("--cache", type=Path, default=Path("/tmp/calibrate_default.pt"))
-    args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(2)
-    cfg = ReconConfig(nfe=args.nfe, num_samples=args.samples, cg_iters=args.cg_iters)
-    results = torch.load(args.cache) if args.cache.is_file() else {}
+def reconstruct_cases(args: argparse.Namespace, cfg: ReconConfig, results: dict) -> list:
+    """Reconstruct the cases not yet in ``results`` (saved to the cache after each)."""
     denoiser = load_default_prior()
     todo = cases(args.matrix, args.volume_cases, args.mask)[: args.max_cases]
     for i, (name, subject, kspace, mask, ref) in enumerate(todo):
@@ -163,18 +146,49 @@ def main() -> int:
         }
         torch.save(results, args.cache)
         log.info("%d/%d %s: %.0f s", i + 1, len(todo), name, results[name]["seconds"])
+    return todo
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--matrix", type=int, default=80)
+    p.add_argument("--volume-cases", type=int, default=4)
+    p.add_argument("--mask", default="R=4 1D random")
+    p.add_argument(
+        "--max-cases", type=int, help="use only the first N cases (interleaved subjects)"
+    )
+    p.add_argument("--figure-case", type=int, default=0, help="which case the figure shows")
+    p.add_argument("--fit-only", action="store_true", help="fit on the cached reconstructions only")
+    p.add_argument("--nfe", type=int, default=25)
+    p.add_argument("--samples", type=int, default=4)
+    p.add_argument("--cg-iters", type=int, default=5)
+    p.add_argument("--card", type=Path, help="model card to write the fit into")
+    p.add_argument("--figure", type=Path)
+    p.add_argument("--cache", type=Path, default=Path("/tmp/calibrate_default.pt"))
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(2)
+    cfg = ReconConfig(nfe=args.nfe, num_samples=args.samples, cg_iters=args.cg_iters)
+    results = torch.load(args.cache) if args.cache.is_file() else {}
+    if args.fit_only:  # the cached reconstructions, in the order they were made
+        todo = [(name, r["subject"]) for name, r in results.items()][: args.max_cases]
+    else:
+        todo = reconstruct_cases(args, cfg, results)
     names = [t[0] for t in todo]
     rs = [results[n] for n in names]
     ratios = [pixel_ratios(r["ref"], r["mean"], r["std"]) for r in rs]
     groups = [r["subject"] for r in rs]
     ks = [args.samples] * len(rs)
-    loso = leave_one_out(ratios, ks, groups)
+    # leave-one-subject-out; with one subject only, leave-one-case-out (said in the output)
+    held_by = "subject" if len(set(groups)) > 1 else "case (one subject only)"
+    loso = leave_one_out(ratios, ks, groups if len(set(groups)) > 1 else names)
     fk = finite_k_factor(args.samples)
     print(
         f"setting: dds nfe={args.nfe} K={args.samples} cg_iters={args.cg_iters} {args.mask}, matrix {args.matrix}"
     )
+    print(f"calibrated column: factor fitted without the held-out {held_by}")
     print(
-        "| held-out case | coverage raw 2 std | coverage calibrated (LOSO) | factor | mean half-width / mean |ref| | s |"
+        "| held-out case | coverage raw 2 std | coverage calibrated (held out) | factor | mean half-width / mean |ref| | s |"
     )
     print("|---|---|---|---|---|---|")
     for n, r, rat, f in zip(names, rs, ratios, loso, strict=True):
@@ -205,13 +219,15 @@ def main() -> int:
         write_calibration(args.card, calibration_block(merged(old, (entry,))), out=None)
         print(f"wrote the calibration into {args.card}")
     if args.figure is not None:
-        r, f = rs[0], loso[0]
+        i = args.figure_case
+        r, f = rs[i], loso[i]
         figure(
             args.figure,
             r["ref"],
             r["mean"],
             f.factor * fk * r["std"],
-            f"{names[0]}: dds nfe={args.nfe} K={args.samples}, factor {f.factor:.2f} fitted without {groups[0]}",
+            f"{names[i]}: dds nfe={args.nfe} K={args.samples}, factor {f.factor:.2f} fitted "
+            f"without it ({held_by})",
         )
     return 0
 
