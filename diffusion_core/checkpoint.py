@@ -193,3 +193,34 @@ def load_checkpoint(
         autocast_bf16=autocast_bf16,
     )
     return denoiser.to(device).eval()
+
+
+def read_calibration(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``calibration`` block of a checkpoint's model card (see :mod:`diffusion_core.uncertainty`),
+    or None when the card has none."""
+    block = read_card(path).get("calibration")
+    if block is not None and not isinstance(block, dict):
+        raise CheckpointError(f"{checkpoint_paths(path)[1]}: 'calibration' is not an object")
+    return block
+
+
+def write_calibration(
+    path: str | os.PathLike[str], block: dict[str, Any], out: str | os.PathLike[str] | None = None
+) -> Path:
+    """Write ``block`` as the model card's ``calibration``; return the card written.
+
+    ``out`` (a stem or path) writes a copy, card and weights, and leaves ``path`` as it was; the
+    weights' digest is unchanged, since the card's SHA-256 is of the weights alone.
+    """
+    weights, card_path = checkpoint_paths(path)
+    card = {**read_card(path), "calibration": block}
+    if out is not None:
+        out_weights, card_path = checkpoint_paths(out)
+        if out_weights.resolve() != weights.resolve():
+            import shutil
+
+            out_weights.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(weights, out_weights)
+        card["weights_file"] = out_weights.name
+    _atomic_write_bytes(card_path, (json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
+    return card_path

@@ -31,14 +31,16 @@ from diffusion_core.samplers import (
     SamplerStep,
     sample_dds,
     sample_dps,
+    sample_langevin,
     sample_score_mri,
     sample_song2022,
 )
+from diffusion_core.uncertainty import CalibrationEntry, Setting, acceleration_class, calibrate_std
 from diffusion_core.validation import require_complex, require_finite
 
 log = logging.getLogger(__name__)
 
-SAMPLERS = ("dds", "song", "score_mri", "score_mri_ssos", "dps")
+SAMPLERS = ("dds", "song", "score_mri", "score_mri_ssos", "dps", "langevin")
 SCHEDULES = ("karras", "ve_geometric", "vp_linear", "vp_cosine")
 
 
@@ -73,6 +75,8 @@ class ReconConfig:
     # benchmarks/prior_quality.md with the shipped prior (R=4 +0.44 dB, R=8 +0.11, Poisson +0.56,
     # held-out FLAIR subject +0.24; H100, 8 samples, 50 NFE).
     dc_scale: float = 3.0
+    # the prior's calibration of the std (model card, diffusion_core.uncertainty); () = none
+    calibration: tuple[CalibrationEntry, ...] = ()
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -131,7 +135,12 @@ class Reconstruction:
     """mean (y, x) complex, std (y, x) real (per-pixel posterior standard deviation, E|x - mean|^2
     with K - 1), samples (K, y, x) complex, maps (c, y, x) complex (after prewhitening, if any),
     scale: the factor between the prior's scale and the data's, noise_sigma: in the prior's scale,
-    support (y, x) bool: the pixels reconstructed; mean, std and samples are exactly zero elsewhere."""
+    support (y, x) bool: the pixels reconstructed; mean, std and samples are exactly zero elsewhere.
+
+    ``std`` is the calibrated one when ``calibrated`` (mean +- 2 std is the nominal 95 % interval;
+    ``calibration_factor`` = std / std_raw, ``calibration_data`` what it was fitted on), else the
+    raw one; ``std_raw`` is always the raw sample std; ``calibration_note`` says which, and why.
+    ``has_std`` is False for K = 1 (one sample has no spread: std is zeros and means nothing)."""
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -140,6 +149,12 @@ class Reconstruction:
     scale: float
     noise_sigma: float
     support: torch.Tensor
+    std_raw: torch.Tensor | None = None
+    has_std: bool = True
+    calibrated: bool = False
+    calibration_factor: float = 1.0
+    calibration_data: str = ""
+    calibration_note: str = ""
 
 
 def estimate_noise_sigma(kspace: torch.Tensor, mask: torch.Tensor, fraction: float = 0.1) -> float:
@@ -263,12 +278,39 @@ def reconstruct(
         samples.append(_ssos(out.detach()).to(kspace.dtype) if per_coil else out.detach())
     xs = torch.cat(samples) * scale
     mean = xs.mean(0)
-    std = (
-        xs.var(0).sqrt()
-        if k > 1
-        else torch.zeros(mean.shape, dtype=kspace.real.dtype, device=mean.device)
+    if k == 1:
+        std = torch.zeros(mean.shape, dtype=kspace.real.dtype, device=mean.device)
+        note = "K = 1: one sample has no spread; no std"
+        log.info("std: %s", note)
+        return Reconstruction(
+            mean,
+            std,
+            xs,
+            maps,
+            scale,
+            noise_sigma,
+            support,
+            std_raw=std,
+            has_std=False,
+            calibration_note=note,
+        )
+    std = xs.var(0).sqrt()
+    setting = Setting(cfg.sampler, cfg.nfe, k, cfg.cg_iters, acceleration_class(mask))
+    cal = calibrate_std(std, setting, cfg.calibration)
+    return Reconstruction(
+        mean,
+        cal.std,
+        xs,
+        maps,
+        scale,
+        noise_sigma,
+        support,
+        std_raw=std,
+        calibrated=cal.calibrated,
+        calibration_factor=cal.factor,
+        calibration_data=cal.data,
+        calibration_note=cal.note,
     )
-    return Reconstruction(mean, std, xs, maps, scale, noise_sigma, support)
 
 
 def _ssos(coil_images: torch.Tensor) -> torch.Tensor:
@@ -280,6 +322,9 @@ def _run(cfg, x, sigmas, denoiser, dc, generator, callback) -> torch.Tensor:
     """Dispatch to the sampler named in the config (the only place that reads ``cfg.sampler``)."""
     if cfg.sampler == "dps":
         return sample_dps(x, sigmas, denoiser, dc, generator, callback, zeta=cfg.zeta)
+    if cfg.sampler == "langevin":
+        with torch.no_grad():
+            return sample_langevin(x, sigmas, denoiser, dc, generator, callback)
     with torch.no_grad():
         if cfg.sampler == "dds":
             return sample_dds(

@@ -3,6 +3,7 @@
     gadgetron-diffusion replay IN.h5 OUT.h5 [--png DIR] [--noise NOISE.h5] [--overwrite] [recon options]
     gadgetron-diffusion serve [--host 127.0.0.1] [--port 9002] [--checkpoint P ...] [--noise N.h5] [recon options]
     gadgetron-diffusion train --data DIR --out STEM [training options]
+    gadgetron-diffusion calibrate --data DIR --checkpoint default --out STEM [--masks random:4 ...]
 
 Recon options map one to one onto the gadget's XML properties (see ``gadget.config``).
 ``train`` hands its arguments to ``diffusion_core.training.cli`` (``python -m diffusion_core.training``).
@@ -126,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     _recon_options(replay)
     _serve_options(commands)
+    from gadget.calibrate import add_parser as add_calibrate
+
+    add_calibrate(commands)
     commands.add_parser(
         "train", add_help=False, help="train a prior (see: gadgetron-diffusion train --help)"
     )
@@ -146,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "serve":
         return _serve(args)
+    if args.command == "calibrate":
+        from gadget.calibrate import main as calibrate_main
+
+        return calibrate_main(args)
     try:
         config = _config(args)
     except ConfigError as error:

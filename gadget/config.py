@@ -19,6 +19,7 @@ SAMPLERS = (
     "score_mri",
     "score_mri_ssos",
     "dps",
+    "langevin",
 )  # diffusion_core.reconstruct.SAMPLERS
 DEVICES = ("auto", "cpu", "cuda")
 OUTPUT_TYPES = ("float", "uint16", "int16")
@@ -34,7 +35,8 @@ class GadgetConfig:
     """What the gadget does with each slice; one field per XML property.
 
     Attributes:
-        sampler: posterior sampler, one of ``dds``, ``song``, ``score_mri``, ``score_mri_ssos``, ``dps``.
+        sampler: posterior sampler, one of ``dds``, ``song``, ``score_mri``, ``score_mri_ssos``, ``dps``,
+            ``langevin`` (the slow posterior-correct reference).
         nfe: network evaluations per posterior sample (>= 1).
         num_samples: posterior samples per slice; the mean and the pixel-wise std use all of them.
         cg_iters: conjugate-gradient iterations of each data-consistency step (>= 1).

@@ -92,11 +92,17 @@ class DiffusionReconstructor:
         self.config = config
         self.device = device
         self.progress = progress
+        from diffusion_core.checkpoint import read_card
+        from diffusion_core.priors import prior_path
+        from diffusion_core.uncertainty import entries_from_card
+
         self.recon_config = ReconConfig(
             sampler=config.sampler,
             nfe=config.nfe,
             num_samples=config.num_samples,
             cg_iters=config.cg_iters,
+            # the std's calibration from the prior's model card (none: the std is labelled raw)
+            calibration=entries_from_card(read_card(prior_path(config.checkpoint or "default"))),
         )
         self.generator = torch.Generator(device=device).manual_seed(config.seed)
 

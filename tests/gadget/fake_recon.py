@@ -28,4 +28,5 @@ class ZeroFilledRss:
             maps=torch.ones_like(assembled.kspace),
             scale=1.0,
             noise_sigma=0.0,
+            support=torch.ones(mean.shape, dtype=torch.bool),
         )

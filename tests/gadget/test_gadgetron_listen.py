@@ -33,7 +33,7 @@ def fake_reconstructor(assembled):
     from diffusion_core.reconstruct import Reconstruction
 
     mean = assembled.kspace.sum(0)
-    return Reconstruction(mean, mean.abs(), mean[None], assembled.kspace, 1.0, 0.0)
+    return Reconstruction(mean, mean.abs(), mean[None], assembled.kspace, 1.0, 0.0, mean.abs() >= 0)
 
 
 def setup_bytes(config: bytes, header: bytes) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from dataclasses import dataclass
+import dataclasses
 from pathlib import Path
 
 import ismrmrd
@@ -48,19 +48,10 @@ def _result(peak: float, seed: int = 0) -> Reconstruction:
     phase = torch.rand((N, N), generator=g) * 6.0
     mean = torch.polar(magnitude, phase)
     std = torch.rand((N, N), generator=g) * peak / 10
+    everywhere = torch.ones((N, N), dtype=torch.bool)
     return Reconstruction(
-        mean, std, mean[None], torch.ones((1, N, N), dtype=torch.complex64), 1.0, 0.01
+        mean, std, mean[None], torch.ones((1, N, N), dtype=torch.complex64), 1.0, 0.01, everywhere
     )
-
-
-@dataclass(frozen=True)
-class CalibratedReconstruction(Reconstruction):
-    """A Reconstruction with the optional attributes a calibrated sampler adds."""
-
-    calibrated: bool = True
-    calibration_factor: float = 1.7
-    calibration_data: str = "leave-one-subject-out, 3 held-out subjects"
-    support: torch.Tensor | None = None
 
 
 def _stored(values: torch.Tensor, factor: float, top: int) -> np.ndarray:
@@ -180,9 +171,12 @@ def test_calibration_and_support_come_from_the_reconstruction() -> None:
     base = _result(0.02)
     support = torch.zeros((N, N), dtype=torch.bool)
     support[2:5, 1:5] = True
-    result = CalibratedReconstruction(
-        *(getattr(base, f) for f in ("mean", "std", "samples", "maps", "scale", "noise_sigma")),
+    result = dataclasses.replace(
+        base,
         support=support,
+        calibrated=True,
+        calibration_factor=1.7,
+        calibration_data="leave-one-subject-out, 3 held-out subjects",
     )
     std = _by_series(ImageMaker(GEOMETRY, GadgetConfig())(_slice(), result))[2].meta
     assert std["UncertaintyCalibrated"] == "true"

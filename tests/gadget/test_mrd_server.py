@@ -45,7 +45,7 @@ class ZeroFilled:
         self.noise.append(assembled.noise_covariance)
         mean = rss(ifft2c(assembled.kspace)).to(torch.complex64)
         std = torch.zeros(mean.shape)
-        return Reconstruction(mean, std, mean[None], assembled.kspace, 1.0, 0.0)
+        return Reconstruction(mean, std, mean[None], assembled.kspace, 1.0, 0.0, mean.abs() >= 0)
 
 
 @pytest.fixture

@@ -1,0 +1,104 @@
+"""``gadgetron-diffusion calibrate`` end to end on small NIfTI volumes with a small prior."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "diffusion_core"))
+from training_data_files import ellipsoid_volume, write_nifti
+
+from diffusion_core.checkpoint import load_checkpoint, read_card
+from diffusion_core.uncertainty import EMPIRICAL, entries_from_card
+from gadget.cli import main
+
+FAST = [
+    "--nfe",
+    "2",
+    "--samples",
+    "2",
+    "--cg-iters",
+    "2",
+    "--crop",
+    "32",
+    "--no-progress",
+    "--coils",
+    "4",
+]
+
+
+@pytest.fixture(scope="module")
+def volumes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cal")
+    rng = np.random.default_rng(0)
+    for name, radii in (("alice", (12, 14, 10)), ("bob", (14, 11, 12))):
+        vol = ellipsoid_volume((36, 36, 30), radii).astype(np.float32)
+        vol *= 1 + 0.3 * rng.random(vol.shape).astype(np.float32)
+        write_nifti(folder / f"{name}.nii.gz", vol, (1.0, 1.0, 1.0))
+    return folder
+
+
+@pytest.mark.slow
+def test_calibrate_writes_a_copy_with_the_fit(
+    volumes: Path, small_checkpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = Path(small_checkpoint).with_suffix(".json").read_bytes()
+    out = tmp_path / "calibrated"
+    rc = main(
+        [
+            "calibrate",
+            "--data",
+            str(volumes),
+            "--checkpoint",
+            small_checkpoint,
+            "--out",
+            str(out),
+            "--masks",
+            "random:4",
+            "--slices-per-subject",
+            "1",
+            *FAST,
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert Path(small_checkpoint).with_suffix(".json").read_bytes() == before
+    (entry,) = entries_from_card(read_card(out))
+    assert entry.setting.sampler == "dds" and entry.setting.nfe == 2
+    assert entry.setting.num_samples == 2 and entry.setting.acceleration == 4
+    assert entry.cases == 2 and entry.method == EMPIRICAL  # 1 slice x 2 subjects: no guarantee
+    assert "alice" in entry.data and "bob" in entry.data
+    # the fitted factor makes the mean per-case coverage of the calibration cases 0.95
+    assert 0.95 <= entry.coverage_after < 0.96
+    assert "held out by subject" in printed and printed.count("| random:4 |") == 2
+    load_checkpoint(out)  # the copy's weights match its card
+    assert (
+        json.loads(out.with_suffix(".json").read_text())["sha256"]
+        == read_card(small_checkpoint)["sha256"]
+    )
+
+
+def test_calibrate_errors_name_the_data(
+    tmp_path: Path, small_checkpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    common = ["--checkpoint", small_checkpoint, "--out", str(tmp_path / "x"), *FAST]
+    assert main(["calibrate", "--data", str(empty), *common]) == 2
+    assert "no NIfTI/MGZ/HDF5 files found" in capsys.readouterr().err
+    (empty / "broken.nii.gz").write_bytes(b"not a volume")
+    assert main(["calibrate", "--data", str(empty), *common]) == 2
+    err = capsys.readouterr().err
+    assert "no usable cases in 1 file(s)" in err and str(empty) in err
+    assert main(["calibrate", "--data", str(tmp_path / "missing"), *common]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["calibrate", "--data", str(empty), *common, "--samples", "1"]) == 2
+    assert "K >= 2" in capsys.readouterr().err
+    assert main(["calibrate", "--data", str(empty), *common, "--masks", "spiral:4"]) == 2
+    assert "KIND:R" in capsys.readouterr().err
+    assert torch.get_default_dtype() == torch.float32
