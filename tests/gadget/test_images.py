@@ -3,9 +3,9 @@ meaning of the std series in its meta (calibration, prewhitening, region), K = 1
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
-import dataclasses
 from pathlib import Path
 
 import ismrmrd
