@@ -9,10 +9,11 @@ types unchanged. An image variable whose name the replay already uses gets an ``
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import h5py
-import ismrmrd
 
+from gadget.datasets import open_read_only
 from gadget.mrd_output import MrdWriter
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,14 @@ def _free_name(group: h5py.Group, name: str) -> str:
 
 
 def _copy_waveforms(dataset: h5py.Dataset, writer: MrdWriter) -> int:
-    with ismrmrd.Dataset(dataset.file.filename, dataset.parent.name, False, mode="r") as source:
+    with open_read_only(Path(dataset.file.filename), dataset.parent.name) as source:
         for index in range(dataset.shape[0]):
             writer.append_waveform(source.read_waveform(index))
     return int(dataset.shape[0])
 
 
 def _copy_images(node: h5py.Group, name: str, target: str, writer: MrdWriter) -> int:
-    with ismrmrd.Dataset(node.file.filename, node.name, False, mode="r") as source:
+    with open_read_only(Path(node.file.filename), node.name) as source:
         count = source.number_of_images(name)
         for index in range(count):
             writer.append_image(target, source.read_image(name, index))
