@@ -58,34 +58,38 @@ COMPLEX = ImageSeries(2, "Image", "AI_RECON_CPLX")
 
 @dataclass(frozen=True)
 class Uncertainty:
-    """What the std series means, from optional attributes of the Reconstruction.
+    """What the std series means, from the Reconstruction and the assembled slice.
 
     Attributes:
         calibrated: the std was scaled by a calibration fitted on held-out data.
         factor: that calibration factor (1.0 when uncalibrated).
         data: what the calibration was fitted on (``none`` when uncalibrated).
+        note: how the calibration was chosen (exact setting, nearest one, none), or why not.
         prewhitened: the k-space was prewhitened with a measured noise covariance.
-        support: pixels of the region the std was restricted to, or None (all pixels).
+        noise_note: where the noise covariance came from, or why there was none.
+        support: pixels of the region reconstructed, or None (all pixels).
     """
 
     calibrated: bool
     factor: float
     data: str
+    note: str
     prewhitened: bool
+    noise_note: str
     support: tuple[int, int] | None  # (pixels inside, all pixels)
 
     @classmethod
     def of(cls, assembled: AssembledSlice, result: Reconstruction) -> Uncertainty:
-        calibrated = bool(getattr(result, "calibrated", False))
-        support = getattr(result, "support", None)
+        inside = int(torch.count_nonzero(result.support))
         return cls(
-            calibrated=calibrated,
-            factor=float(getattr(result, "calibration_factor", 1.0)) if calibrated else 1.0,
-            data=str(getattr(result, "calibration_data", "none")) if calibrated else "none",
-            prewhitened=assembled.noise_covariance is not None,
-            support=None
-            if support is None
-            else (int(torch.count_nonzero(support)), int(support.numel())),
+            calibrated=result.calibrated,
+            factor=result.calibration_factor if result.calibrated else 1.0,
+            data=(result.calibration_data or "none") if result.calibrated else "none",
+            note=result.calibration_note or "uncalibrated",
+            prewhitened=assembled.prewhitened,
+            noise_note=assembled.noise_note
+            or ("prewhitened" if assembled.prewhitened else "not prewhitened: no noise covariance"),
+            support=None if inside == result.support.numel() else (inside, result.support.numel()),
         )
 
     def meta(self) -> dict[str, str]:
@@ -101,6 +105,7 @@ class Uncertainty:
             "UncertaintyCalibrationFactor": f"{self.factor:.6g}",
             "UncertaintyCalibrationData": _ascii(self.data),
             "UncertaintyRegion": region,
+            "UncertaintyCalibrationNote": _ascii(self.note),
         }
 
     def comment(self) -> str:
@@ -228,6 +233,7 @@ class ImageMaker:
             "GADGETRON_ImageNumber": str(index),
             "Keep_image_geometry": "1",
             "Prewhitened": "true" if uncertainty.prewhitened else "false",
+            "PrewhiteningNote": _ascii(uncertainty.noise_note),
         }
         if series is UNCERTAINTY:
             meta.update(uncertainty.meta())

@@ -177,12 +177,20 @@ def test_calibration_and_support_come_from_the_reconstruction() -> None:
         calibrated=True,
         calibration_factor=1.7,
         calibration_data="leave-one-subject-out, 3 held-out subjects",
+        calibration_note="nearest setting: dds 25 NFE K=4 CG 5 R~4 (asked R~8)",
     )
     std = _by_series(ImageMaker(GEOMETRY, GadgetConfig())(_slice(), result))[2].meta
     assert std["UncertaintyCalibrated"] == "true"
     assert std["UncertaintyCalibrationFactor"] == "1.7"
     assert std["UncertaintyCalibrationData"] == "leave-one-subject-out, 3 held-out subjects"
     assert std["UncertaintyRegion"] == "object support 12 of 64 pixels"
+    assert (
+        std["UncertaintyCalibrationNote"] == "nearest setting: dds 25 NFE K=4 CG 5 R~4 (asked R~8)"
+    )
+    assert std["PrewhiteningNote"] == "not prewhitened: no noise covariance"
+    everywhere = _by_series(ImageMaker(GEOMETRY, GadgetConfig())(_slice(), base))[2].meta
+    assert everywhere["UncertaintyRegion"] == "all pixels"
+    assert everywhere["UncertaintyCalibrationNote"] == "uncalibrated"
     assert (
         "calibrated x1.7 on leave-one-subject-out, 3 held-out subjects, object region only"
         in std["ImageComment"]
