@@ -159,12 +159,18 @@ def calibrate_std(
     return CalibratedStd(std_raw * factor, True, factor, entry.data, note)
 
 
-def pixel_ratios(ref: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
+def pixel_ratios(
+    ref: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, support: torch.Tensor | None = None
+) -> np.ndarray:
     """| a|mean| - |ref| | / (a std) on the object pixels of ref (y, x): float64 (n,), inf where
-    std = 0 and the error is not."""
+    std = 0 and the error is not. ``support`` (y, x) bool: score only the object pixels inside it
+    (the reconstruction's support; outside it mean and std are zero by design and the images'
+    meta say the region was masked)."""
     r, m, s = (t.detach().cpu().abs().double().numpy() for t in (ref, mean, std))
     a = float((m * r).sum() / max(float((m * m).sum()), 1e-30))
     inside = object_region(r)
+    if support is not None:
+        inside = inside & support.detach().cpu().numpy().astype(bool)
     err, width = np.abs(a * m - r)[inside], (a * s)[inside]
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(

@@ -156,7 +156,7 @@ def run(config: CalibrateConfig) -> int:
             generator=torch.Generator(device).manual_seed(len(results)),
         )
         assert out.std_raw is not None
-        scores = pixel_ratios(truth, out.mean.cpu(), out.std_raw.cpu())
+        scores = pixel_ratios(truth, out.mean.cpu(), out.std_raw.cpu(), out.support.cpu())
         results.setdefault(spec.label(), []).append((name, subject, scores))
         settings[spec.label()] = Setting(
             config.sampler,

@@ -57,6 +57,8 @@ def sample_langevin(
     levels = [s for s in sigma_list(sigmas) if s > 0]
     total, tau = len(levels), step_size
     measured = dc.y.expand(x.shape[0], *dc.y.shape)  # one k-space per batch item
+    if levels and math.isinf(dc.weight(levels[0] ** 2)):
+        x = dc.prox(x, math.inf)  # noise-free data: start on {A x = y}; every step stays there
     for i, sigma in enumerate(levels):
         w = dc.weight(sigma**2)
         for _ in range(steps_per_level):

@@ -123,6 +123,17 @@ def test_pixel_ratios_use_the_fitted_magnitudes_on_the_object() -> None:
     np.testing.assert_allclose(r, np.sort(expected), rtol=1e-6)
 
 
+def test_pixel_ratios_score_only_inside_the_support() -> None:
+    ref = torch.zeros(4, 4, dtype=torch.complex64)
+    ref[1:3, 1:3] = 1.0
+    support = torch.ones(4, 4, dtype=torch.bool)
+    support[2, 2] = False  # masked by the reconstruction: mean and std are 0 there by design
+    mean, std = ref * support, torch.full((4, 4), 0.5) * support
+    assert np.isinf(pixel_ratios(ref, mean, std)).sum() == 1
+    inside = pixel_ratios(ref, mean, std, support)
+    assert inside.size == 3 and np.isfinite(inside).all()
+
+
 def _entry(sampler: str = "dds", nfe: int = 25, k: int = 4, acc: int = 4) -> CalibrationEntry:
     setting = Setting(sampler, nfe, k, 5, acc)
     return CalibrationEntry(setting, 1.5, EMPIRICAL, 8, "synthetic", 0.7, 0.95)

@@ -27,7 +27,7 @@ def test_serve_defaults_to_loopback_and_lists_its_configuration_names(capsys) ->
     ("argv", "expected"),
     [
         (["--nfe", "500"], "property 'nfe' is 500; this server allows at most 100"),
-        (["--noise", "missing.h5"], "missing.h5: cannot open as HDF5"),
+        (["--noise", "missing.h5"], "missing.h5: no such file (noise file)"),
         (["--config-name", "fast"], "--config-name 'fast': expected NAME=FILE.xml"),
         (["--config-name", "default=x.xml"], "x.xml"),
         (["--checkpoint", "a/p.safetensors", "--checkpoint", "b/p"], "share the name(s) ['p']"),
@@ -67,8 +67,8 @@ def test_the_serve_command_serves_a_fire_client(accelerated_file, small_checkpoi
         assert re.search(rf"listening on 127\.0\.0\.1:{port}; configurations \['default'", log)
         xml, acquisitions = acquisitions_of(accelerated_file)
         got = fire_session(port, xml.decode(), acquisitions, config_file="default")
-        assert got.closed and len(got.images) == 4
-        assert got.texts[-1] == "INFO: 2 slices reconstructed, 4 images sent\n"
+        assert got.closed and len(got.images) == 2  # one sample: the means, no std series
+        assert got.texts[-1] == "INFO: 2 slices reconstructed, 2 images sent\n"
     finally:
         server.terminate()
         server.communicate(timeout=30)

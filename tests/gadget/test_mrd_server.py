@@ -416,7 +416,7 @@ def test_shipped_prior_through_the_server_matches_replay_and_beats_zero_filled(
     from gadget.assembly import assemble, group_slices
     from gadget.geometry import EncodingGeometry
     from gadget.replay import replay
-    from gadget.stream import noise_adjustment
+    from gadget.stream import cartesian_acquisitions, noise_adjustment
 
     config = GadgetConfig(nfe=2, num_samples=2, cg_iters=5, device="cpu")
     server = MrdServer(("127.0.0.1", 0), ServerConfig(config))
@@ -441,9 +441,15 @@ def test_shipped_prior_through_the_server_matches_replay_and_beats_zero_filled(
         np.testing.assert_allclose(served, replayed, rtol=1e-4, atol=1e-5 * replayed.max())
     full_xml, full_acqs = acquisitions_of(full_file)
     geometry = EncodingGeometry.from_header(ismrmrd.xsd.CreateFromDocument(full_xml))
-    (full,) = [assemble(g, geometry) for g in group_slices(noise_adjustment(iter(full_acqs)))]
+    (full,) = [
+        assemble(g, geometry)
+        for g in group_slices(noise_adjustment(cartesian_acquisitions(full_acqs, list().append)))
+    ]
     reference = rss(ifft2c(full.kspace))
-    slices = [assemble(g, geometry) for g in group_slices(noise_adjustment(iter(acquisitions)))]
+    slices = [
+        assemble(g, geometry)
+        for g in group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append)))
+    ]
     for assembled, mean in zip(slices, means, strict=True):
         gain = psnr(reference, torch.from_numpy(mean)) - psnr(
             reference, rss(ifft2c(assembled.kspace))

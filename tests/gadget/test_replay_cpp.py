@@ -63,9 +63,9 @@ def test_cpp_library_reads_every_part_of_the_output(accelerated_file, cpp_reader
             assert np.abs(cpp_pixels).max() > 0
             meta = view.meta[variable, 0]
             assert meta["DataRole"] == [image.meta["DataRole"]]
-            assert meta["GADGETRON_ImageProcessingHistory"] == ["GADGETRON_DIFFUSION"]
+            assert meta["GADGETRON_ImageProcessingHistory"] == ["PYTHON", "AI_RECON"]
             assert meta["ImageComment"] == [image.meta["ImageComment"]]
-        assert view.meta["image_2", 0]["DataRole"] == ["Uncertainty"]
+        assert view.meta["image_2", 0]["GADGETRON_DataRole"] == ["STD_MAP"]
         # nothing lost: the failed slice's raw lines, the waveform, the input's own image
         raw = [python.read_acquisition(i) for i in range(python.number_of_acquisitions())]
     with ismrmrd.Dataset(str(source), "dataset", create_if_needed=False, mode="r") as original:
