@@ -115,7 +115,8 @@ def exchange(sock: socket.socket, payload: Wire, bound: float, watch_pid: int | 
 
 
 def parse_reply(data: bytes) -> tuple[list[object], bool, list[str]]:
-    """Items, whether CLOSE came, TEXT messages: the gadget's reply on either protocol."""
+    """Items, whether CLOSE came, TEXT and ERROR messages: the gadget's reply on either
+    protocol."""
     from gadgetron.external import readers
 
     source = io.BytesIO(data)
@@ -137,6 +138,12 @@ def parse_reply(data: bytes) -> tuple[list[object], bool, list[str]]:
                 items.append(readers.read_waveform(source))
             elif mid == wire.TEXT:
                 texts.append(readers.read_byte_string(source).decode(errors="replace"))
+            elif mid == wire.ERROR:  # how the Gadgetron side says why, before its CLOSE
+                length = int.from_bytes(source.read(8), "little")
+                body = source.read(length)
+                if len(body) < length:
+                    raise ValueError(f"ERROR body cut ({len(body)} of {length} bytes)")
+                texts.append(body.decode(errors="replace"))
             else:
                 texts.append(f"(reply message id {mid} not understood)")
                 return items, False, texts
@@ -201,11 +208,11 @@ class Server:
 
     def command(self, port: int) -> list[str]:
         p = self.properties
-        if self.kind == "mrd":
+        if self.kind == "mrd":  # a client that stores what is not reconstructed (FIRE's client)
             return [sys.executable, "-m", "gadget.cli", "serve", "--host", "127.0.0.1", "--port",
                     str(port), "--sampler", p["sampler"], "--nfe", p["nfe"], "--samples",
                     p["num_samples"], "--cg-iters", p["cg_iters"], "--checkpoint", p["checkpoint"],
-                    "--device", "cpu"]  # fmt: skip
+                    "--device", "cpu", "--return-unprocessed"]  # fmt: skip
         return [sys.executable, "-m", "gadget.listen", str(port), "handle_acquisitions"]
 
     def start(self) -> None:

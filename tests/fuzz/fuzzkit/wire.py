@@ -22,6 +22,7 @@ import ismrmrd
 import numpy as np
 
 CONFIG_FILE, CONFIG_TEXT, HEADER, CLOSE, TEXT = 1, 2, 3, 4, 5
+ERROR = 8  # Gadgetron's side only: uint64 length + UTF-8 text, sent before CLOSE
 ACQUISITION, IMAGE, WAVEFORM, BUCKET = 1008, 1022, 1026, 1050
 KNOWN_IDS = {1, 2, 3, 4, 5, 6, 7, 8, 1008, 1022, 1023, 1024, 1026, 1030, 1050}
 
