@@ -75,6 +75,8 @@ def each_slice(
     for item in items:
         try:
             yield function(item)
+        except ConnectionError:  # the peer is gone (serve's ClientWatch): stop, nothing to send to
+            raise
         except Exception as error:  # one slice must not take the stream down
             message = f"slice ({key(item)}): {type(error).__name__}: {error}"
             if isinstance(error, AssemblyError | ValueError):  # bad input, named in the message
@@ -182,7 +184,7 @@ def _run(
             summary,
         )
     except OSError as error:  # the peer is gone: nothing more can be sent to it
-        summary.stream_error = f"the connection closed while sending ({error})"
+        summary.stream_error = f"the connection closed ({type(error).__name__}: {error})"
         log.warning("%s; stopped after %d images", summary.stream_error, summary.images_sent)
     except Exception as error:
         summary.stream_error = f"{type(error).__name__}: {error}"

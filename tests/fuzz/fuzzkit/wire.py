@@ -48,6 +48,7 @@ class Wire:
             clarity are judged).
         ending: ``half-close`` (shut down writing, read the reply to its end) or ``close``
             (close the socket at once: nobody is left to answer).
+        sends_close: the client's CLOSE is among the bytes (a cut stream has none).
     """
 
     name: str
@@ -55,6 +56,7 @@ class Wire:
     expected: tuple[object, ...]
     setup_intact: bool = True
     ending: str = "half-close"
+    sends_close: bool = True
 
 
 def _u16(value: int) -> bytes:
@@ -153,6 +155,7 @@ def cut(name: str, frames: list[Frame], at: int, ending: str) -> Wire:
     return replace(
         whole,
         data=whole.data[:at],
+        sends_close=False,
         setup_intact=at >= setup,
         expected=whole.expected if at >= setup else (),
     )
