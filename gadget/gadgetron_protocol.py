@@ -230,7 +230,12 @@ def messages(
             return
         if mid in (TEXT, ERROR):
             fmt, name = ("<I", "TEXT") if mid == TEXT else ("<Q", "ERROR")
-            text = read_text(stream, f"{name} message", fmt, max_text_bytes)
+            text = read_text(
+                stream,
+                f"{name} message (id {mid}) after {count} data messages",
+                fmt,
+                max_text_bytes,
+            )
             log.warning("Gadgetron sent %s after %d data messages: %r", name, count, text[:500])
             continue
         reader = readers.get(mid)

@@ -79,7 +79,8 @@ def each_slice(
             raise
         except Exception as error:  # one slice must not take the stream down
             message = f"slice ({key(item)}): {type(error).__name__}: {error}"
-            if isinstance(error, AssemblyError | ValueError):  # bad input, named in the message
+            # bad input (named in the message); FloatingPointError: the sampler met NaN/Inf
+            if isinstance(error, AssemblyError | ValueError | FloatingPointError):
                 log.error("reconstruction failed, skipping %s", message)
             else:
                 log.exception("reconstruction failed, skipping %s", message)

@@ -69,16 +69,23 @@ def _listening(port: int) -> bool:
     return False
 
 
-def exchange(sock: socket.socket, payload: Wire, bound: float, watch_pid: int | None) -> Reply:
+def exchange(
+    sock: socket.socket,
+    payload: Wire,
+    bound: float,
+    watch_pid: int | None,
+    shut_write: bool = True,
+) -> Reply:
     """Send the wire's bytes (from a thread), end as it says, read the reply until EOF or the
-    bound; sample the server's memory meanwhile."""
+    bound; sample the server's memory meanwhile. ``shut_write=False`` keeps the sending side
+    open after a ``half-close`` wire, as MRD clients do until the server's CLOSE."""
     reply = Reply()
     started = time.monotonic()
 
     def send() -> None:
         try:
             sock.sendall(payload.data)
-            if payload.ending == "half-close":
+            if payload.ending == "half-close" and shut_write:
                 sock.shutdown(socket.SHUT_WR)
         except OSError as error:
             reply.notes.append(f"send stopped: {error}")
@@ -145,7 +152,7 @@ def parse_reply(data: bytes) -> tuple[list[object], bool, list[str]]:
                 body = source.read(length)
                 if len(body) < length:
                     raise ValueError(f"ERROR body cut ({len(body)} of {length} bytes)")
-                texts.append(body.decode(errors="replace"))
+                texts.append("ERROR: " + body.decode(errors="replace"))
             else:
                 texts.append(f"(reply message id {mid} not understood)")
                 return items, False, texts
@@ -188,6 +195,10 @@ def judge(outcome: Outcome, payload: Wire, reply: Reply, log: str) -> None:
                     f"{outcome.lost} of {len(payload.expected)} items neither imaged nor returned"
                 )
     outcome.unclear += unclear_messages(errors)
+    # what the client is told (serve's "ERROR: ..." TEXT, the Gadgetron side's ERROR message)
+    outcome.unclear += [
+        f"to the client: {t}" for t in texts if t.startswith("ERROR") and not is_clear(t)
+    ]
     if "Traceback (most recent call last)" in log:
         outcome.unclear.append("traceback in the log: " + traceback_summary(log))
     imaged = any(isinstance(i, ismrmrd.Image) and i.image_series_index != 99 for i in items)
@@ -284,7 +295,12 @@ def run_server_case(server: Server, payload: Wire, bound: float, header: bytes) 
         outcome.notes.append(f"cannot connect: {error}")
         server.start()
         return outcome
-    reply = exchange(sock, payload, bound, server.process.pid if server.process else None)
+    # serve takes EOF for a client that has gone (gadget/server.py, ClientWatch): a stream
+    # that ends with the client's CLOSE keeps its socket open, as FIRE's client and
+    # gadgetron_ismrmrd_client do; a cut stream half-closes (an abandoned session, see judge)
+    shut_write = server.kind != "mrd" or not payload.sends_close
+    pid = server.process.pid if server.process else None
+    reply = exchange(sock, payload, bound, pid, shut_write)
     if payload.ending == "close":
         deadline = time.monotonic() + bound
         while _sockets_in_close_wait(server.port) and time.monotonic() < deadline:
@@ -325,7 +341,8 @@ def _probe(server: Server, bound: float, header: bytes) -> str:
             if time.monotonic() > deadline or not server.alive():
                 return f"next connection refused for {bound:.0f} s: {error}"
             time.sleep(0.2)
-    reply = exchange(sock, _probe_wire(server.kind, server.properties, header), bound, None)
+    probe = _probe_wire(server.kind, server.properties, header)
+    reply = exchange(sock, probe, bound, None, shut_write=server.kind != "mrd")
     _, closed, _ = parse_reply(reply.data)
     return "" if closed else "the next (valid) session was not served"
 
