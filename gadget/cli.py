@@ -296,6 +296,12 @@ def _replay(args: argparse.Namespace, config: GadgetConfig) -> int:
         print(f"skipped: {skipped}", file=sys.stderr)
     if run.stream_error:
         print(f"stream error: {run.stream_error}", file=sys.stderr)
+    if not run.slices_done and not run.failed and not run.stream_error:
+        print(
+            f"gadgetron-diffusion: {args.input}: no slice reconstructed; expected imaging "
+            "acquisitions (not only noise scans or unreadable lines)",
+            file=sys.stderr,
+        )
     return 0 if result.ok else 1
 
 

@@ -220,12 +220,22 @@ def messages(
     ProtocolError (its body has no length field, so nothing after it can be framed)."""
     count = 0
     while True:
-        mid = read_message_id(stream)
+        try:
+            mid = read_message_id(stream)
+        except ConnectionError as error:
+            raise ConnectionError(
+                f"the stream ended after {count} data messages without CLOSE: {error}"
+            ) from None
         if mid == CLOSE:
             return
         if mid in (TEXT, ERROR):
             fmt, name = ("<I", "TEXT") if mid == TEXT else ("<Q", "ERROR")
-            text = read_text(stream, f"{name} message", fmt, max_text_bytes)
+            text = read_text(
+                stream,
+                f"{name} message (id {mid}) after {count} data messages",
+                fmt,
+                max_text_bytes,
+            )
             log.warning("Gadgetron sent %s after %d data messages: %r", name, count, text[:500])
             continue
         reader = readers.get(mid)
@@ -235,7 +245,15 @@ def messages(
                 f"of {sorted(readers)}, TEXT {TEXT}, ERROR {ERROR} or CLOSE {CLOSE}); its body "
                 "cannot be framed, so the stream ends here"
             )
-        item = reader(stream)
+        try:
+            item = reader(stream)
+        except ConnectionError as error:
+            raise ConnectionError(f"message id {mid} (data message {count + 1}): {error}") from None
+        except (ValueError, TypeError, EOFError) as error:  # gadgetron-python's readers
+            raise ProtocolError(
+                f"message id {mid} (data message {count + 1}) is not well-formed: "
+                f"{type(error).__name__}: {error}"
+            ) from error
         count += 1
         yield item
 

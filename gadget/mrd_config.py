@@ -94,7 +94,8 @@ class ServerLimits:
                     continue
                 oversampled = 2 if space_name == "encodedSpace" else 1
                 for axis, cap in (("x", oversampled * self.max_matrix), ("y", self.max_matrix)):
-                    value = int(getattr(matrix, axis) or 0)
+                    where = f"encoding[{e}].{space_name}.matrixSize.{axis}"
+                    value = _header_int(getattr(matrix, axis) or 0, where)
                     if value > cap:
                         raise SessionError(
                             f"ISMRMRD header: encoding[{e}].{space_name}.matrixSize.{axis} is "
@@ -102,11 +103,20 @@ class ServerLimits:
                         )
         system = header.acquisitionSystemInformation
         channels = None if system is None else system.receiverChannels
-        if channels is not None and int(channels) > self.max_channels:
+        where = "acquisitionSystemInformation.receiverChannels"
+        if channels is not None and _header_int(channels, where) > self.max_channels:
             raise SessionError(
                 f"ISMRMRD header: acquisitionSystemInformation.receiverChannels is {channels}; "
                 f"this server accepts at most {self.max_channels}"
             )
+
+
+def _header_int(value: object, where: str) -> int:
+    """``value`` of the header element ``where`` as an integer, or a SessionError naming it."""
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise SessionError(f"ISMRMRD header: {where} is {value!r}; expected an integer") from None
 
 
 def checkpoint_name(path: str) -> str:

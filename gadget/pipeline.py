@@ -75,10 +75,13 @@ def each_slice(
     for item in items:
         try:
             yield function(item)
+        except ConnectionError:  # the peer is gone (serve's ClientWatch): stop, nothing to send to
+            raise
         except Exception as error:  # one slice must not take the stream down
             message = f"slice ({key(item)}): {type(error).__name__}: {error}"
-            if isinstance(error, AssemblyError):
-                log.error("skipping %s", message)
+            # bad input (named in the message); FloatingPointError: the sampler met NaN/Inf
+            if isinstance(error, AssemblyError | ValueError | FloatingPointError):
+                log.error("reconstruction failed, skipping %s", message)
             else:
                 log.exception("reconstruction failed, skipping %s", message)
             summary.failed.append(message)
@@ -181,9 +184,14 @@ def _run(
             connection.send,
             summary,
         )
+    except OSError as error:  # the peer is gone: nothing more can be sent to it
+        summary.stream_error = f"the connection closed ({type(error).__name__}: {error})"
+        log.warning("%s; stopped after %d images", summary.stream_error, summary.images_sent)
     except Exception as error:
         summary.stream_error = f"{type(error).__name__}: {error}"
-        log.exception("stream ended early after %d images", summary.images_sent)
+        log.exception(
+            "processing ended early after %d images: %s", summary.images_sent, summary.stream_error
+        )
         pass_on(items, connection.send)
     return summary
 

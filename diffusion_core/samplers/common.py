@@ -40,7 +40,8 @@ def denoise(denoiser: Denoiser, x: torch.Tensor, sigma: float, step: int) -> tor
     x0 = denoiser(x, sigma)
     if not bool(torch.isfinite(torch.view_as_real(x0)).all()):
         raise FloatingPointError(
-            f"denoiser output at step {step} (sigma={sigma:.4g}) contains NaN/Inf; sampling stopped"
+            f"denoiser output at step {step} (sigma={sigma:.4g}) contains NaN/Inf; expected "
+            "finite values (sampling stopped; non-finite or huge input samples cause this)"
         )
     return x0
 

@@ -63,8 +63,9 @@ def _api(source: Path, output: Path, options: dict[str, str]) -> tuple[int, list
     except Exception:
         return -1, [], traceback.format_exc()
     run = result.run
-    messages = [*run.failed, *([run.stream_error] if run.stream_error else [])]
-    return (0 if run.ok and run.slices_done else 1), messages, ""
+    messages = [*run.failed, *result.unreadable, *([run.stream_error] if run.stream_error else [])]
+    # the API's report is the result: no slice in a file without imaging lines is not a failure
+    return (0 if result.ok or not (messages or run.slices_done) else 1), messages, ""
 
 
 def _cli(source: Path, output: Path, options: dict[str, str], bound: float):
@@ -106,7 +107,7 @@ def _worker(
         messages = [
             line.split(":", 1)[1].strip() if line.startswith("gadgetron-diffusion:") else line
             for line in lines
-            if line.startswith(("gadgetron-diffusion:", "failed:", "stream error:"))
+            if line.startswith(("gadgetron-diffusion:", "failed:", "skipped:", "stream error:"))
             or " ERROR " in line
             or " CRITICAL " in line
         ]

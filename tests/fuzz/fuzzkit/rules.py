@@ -36,7 +36,10 @@ ITEM = re.compile(
 EXPECTED = re.compile(
     r"expected|must |should |at most|at least|exceeds|out of range|not (?:a|an|valid|well-formed"
     r"|allowed|supported|one of)|missing|unknown|closed|ended|truncated|incomplete|unread"
-    r"|before the|outside|has no|\bno <|no such|larger than|smaller than|too (?:large|many|big|small)",
+    r"|before the|outside|has no|\bno <|no such|larger than|smaller than|too (?:large|many|big|small)"
+    # a statement of the required form: "not UTF-8 text", "cannot be read as HDF5",
+    # "this gadget reconstructs Cartesian data only"
+    r"|not UTF-8|cannot be read as|\w+ data only\b",
     re.IGNORECASE,
 )
 # Raw Python / library text that tells a user nothing about their data.

@@ -22,6 +22,7 @@ import ismrmrd
 import numpy as np
 
 CONFIG_FILE, CONFIG_TEXT, HEADER, CLOSE, TEXT = 1, 2, 3, 4, 5
+ERROR = 8  # Gadgetron's side only: uint64 length + UTF-8 text, sent before CLOSE
 ACQUISITION, IMAGE, WAVEFORM, BUCKET = 1008, 1022, 1026, 1050
 KNOWN_IDS = {1, 2, 3, 4, 5, 6, 7, 8, 1008, 1022, 1023, 1024, 1026, 1030, 1050}
 
@@ -47,6 +48,7 @@ class Wire:
             clarity are judged).
         ending: ``half-close`` (shut down writing, read the reply to its end) or ``close``
             (close the socket at once: nobody is left to answer).
+        sends_close: the client's CLOSE is among the bytes (a cut stream has none).
     """
 
     name: str
@@ -54,6 +56,7 @@ class Wire:
     expected: tuple[object, ...]
     setup_intact: bool = True
     ending: str = "half-close"
+    sends_close: bool = True
 
 
 def _u16(value: int) -> bytes:
@@ -152,6 +155,7 @@ def cut(name: str, frames: list[Frame], at: int, ending: str) -> Wire:
     return replace(
         whole,
         data=whole.data[:at],
+        sends_close=False,
         setup_intact=at >= setup,
         expected=whole.expected if at >= setup else (),
     )
