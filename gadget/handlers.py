@@ -43,7 +43,8 @@ def handle_acquisitions(
             own configuration; Gadgetron's re-serialized worker streams carry none).
 
     Raises ConfigError / HeaderError before reading any data when the configuration or the
-    ISMRMRD header cannot be used (after sending the error to the peer).
+    ISMRMRD header cannot be used (after sending the error to the peer); in execute mode
+    (gadgetron-python's connection) SystemExit(1) instead, so the process ends without a traceback.
     """
     return _handle(connection, reconstructor, run_acquisitions, priors, defaults)
 
@@ -76,6 +77,10 @@ def _handle(
     except (ValueError, RuntimeError, OSError) as error:  # bad properties/header, no prior
         log.error("cannot start: %s", error)
         report_error(connection, f"gadgetron-diffusion cannot start: {error}")
+        if isinstance(connection, _GadgetronPythonConnection):
+            # execute mode: the error is logged and Gadgetron has it as ERROR; end the process
+            # with status 1 instead of gadgetron-python's traceback of a handled input error
+            raise SystemExit(1) from None
         raise
     summary = run(connection, config, geometry, reconstructor)
     _log_summary(summary)

@@ -153,7 +153,8 @@ def test_bad_property_stops_before_data(accelerated_file, fast_properties) -> No
             sock, configuration_xml({**fast_properties, "nfe": "many"}), xml, acquisitions[:3]
         )
     assert len(received) == 1 and "property 'nfe': expected an integer, got 'many'" in received[0]
-    assert gadget.returncode != 0 and "property 'nfe': expected an integer" in gadget.output
+    assert gadget.returncode == 1 and "property 'nfe': expected an integer" in gadget.output
+    assert "Traceback" not in gadget.output  # a handled input error, not a crash
 
 
 def test_dropped_connection_ends_the_gadget(accelerated_file, fast_properties) -> None:
