@@ -169,7 +169,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(2)
     cfg = ReconConfig(nfe=args.nfe, num_samples=args.samples, cg_iters=args.cg_iters)
-    results = torch.load(args.cache) if args.cache.is_file() else {}
+    results = torch.load(args.cache, weights_only=True) if args.cache.is_file() else {}
     if args.fit_only:  # the cached reconstructions, in the order they were made
         todo = [(name, r["subject"]) for name, r in results.items()][: args.max_cases]
     else:
