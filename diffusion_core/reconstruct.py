@@ -35,7 +35,13 @@ from diffusion_core.samplers import (
     sample_score_mri,
     sample_song2022,
 )
-from diffusion_core.uncertainty import CalibrationEntry, Setting, acceleration_class, calibrate_std
+from diffusion_core.uncertainty import (
+    CalibratedStd,
+    CalibrationEntry,
+    Setting,
+    acceleration_class,
+    calibrate_std,
+)
 from diffusion_core.validation import require_complex, require_finite
 
 log = logging.getLogger(__name__)
@@ -280,23 +286,12 @@ def reconstruct(
     mean = xs.mean(0)
     if k == 1:
         std = torch.zeros(mean.shape, dtype=kspace.real.dtype, device=mean.device)
-        note = "K = 1: one sample has no spread; no std"
-        log.info("std: %s", note)
-        return Reconstruction(
-            mean,
-            std,
-            xs,
-            maps,
-            scale,
-            noise_sigma,
-            support,
-            std_raw=std,
-            has_std=False,
-            calibration_note=note,
-        )
-    std = xs.var(0).sqrt()
-    setting = Setting(cfg.sampler, cfg.nfe, k, cfg.cg_iters, acceleration_class(mask))
-    cal = calibrate_std(std, setting, cfg.calibration)
+        cal = CalibratedStd(std, False, 1.0, "", "K = 1: one sample has no spread; no std")
+        log.info("std: %s", cal.note)
+    else:
+        std = xs.var(0).sqrt()
+        setting = Setting(cfg.sampler, cfg.nfe, k, cfg.cg_iters, acceleration_class(mask))
+        cal = calibrate_std(std, setting, cfg.calibration)
     return Reconstruction(
         mean,
         cal.std,
@@ -306,6 +301,7 @@ def reconstruct(
         noise_sigma,
         support,
         std_raw=std,
+        has_std=k > 1,
         calibrated=cal.calibrated,
         calibration_factor=cal.factor,
         calibration_data=cal.data,
