@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import ismrmrd
 
+from gadget import mrd_input
 from gadget.config import GadgetConfig
 from gadget.mrd_config import SessionError, parse_json_config
 from gadget.mrd_framing import (
@@ -178,10 +179,6 @@ class MrdStreamConnection:
 
 def _parse_header(text: str, number: int) -> ismrmrd.xsd.ismrmrdHeader:
     try:
-        return ismrmrd.xsd.CreateFromDocument(text)
-    except Exception as error:  # the XML binding raises several unrelated types
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise SessionError(
-            f"ISMRMRD header (message {number}) is not a valid ismrmrdHeader XML document "
-            f"({detail[:300]})"
-        ) from None
+        return mrd_input.parse_header(text.encode(), f"ISMRMRD header (message {number})")
+    except mrd_input.InputError as error:
+        raise SessionError(mrd_input.with_expectation(str(error))) from None

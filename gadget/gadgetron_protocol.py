@@ -26,6 +26,7 @@ from typing import Any
 import ismrmrd
 from gadgetron.external import constants
 
+from gadget import mrd_input
 from gadget.config import ConfigError
 from gadget.geometry import HeaderError
 
@@ -171,13 +172,9 @@ def parse_config(text: bytes) -> ET.Element | None:
 def parse_header(text: bytes) -> ismrmrd.xsd.ismrmrdHeader:
     """The ISMRMRD header of the HEADER message (HeaderError naming what is wrong)."""
     try:
-        return ismrmrd.xsd.CreateFromDocument(text.rstrip(b"\0"))
-    except Exception as error:  # pyxb / xml errors of many types
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise HeaderError(
-            f"HEADER message ({len(text)} bytes) is not a valid ISMRMRD header ({detail}); "
-            "expected an <ismrmrdHeader> document"
-        ) from None
+        return mrd_input.parse_header(text.rstrip(b"\0"), f"HEADER message ({len(text)} bytes)")
+    except mrd_input.InputError as error:
+        raise HeaderError(mrd_input.with_expectation(str(error))) from None
 
 
 def default_readers() -> dict[int, Callable[[BoundedSocket], object]]:

@@ -95,10 +95,16 @@ def parse_header(xml: bytes, where: str) -> ismrmrd.xsd.ismrmrdHeader:
                 f"{where}: not a valid ISMRMRD header (required element(s) missing: {missing})"
             ) from None
         except Exception as error:  # xsdata raises several types for schema violations
-            raise InputError(f"{where}: not a valid ISMRMRD header ({error})") from None
+            detail = " ".join(str(error).split())[:300] or type(error).__name__
+            raise InputError(f"{where}: not a valid ISMRMRD header ({detail})") from None
     for warning in caught:
         log.warning("%s: %s", where, " ".join(str(warning.message).split()))
     return header
+
+
+def with_expectation(message: str) -> str:
+    """A header error as a peer reads it: what was wrong and, if not said yet, what was expected."""
+    return message if "expected" in message else f"{message}; expected an <{HEADER_ROOT}> document"
 
 
 def describe(index: int, head: np.void) -> str:
