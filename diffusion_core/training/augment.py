@@ -128,9 +128,11 @@ def crop_grid(
     config: AugmentConfig,
     flips: torch.Tensor,
     generator: torch.Generator,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Sampling grid (B, crop, crop, 2) for ``grid_sample(align_corners=True)`` on a canvas of
-    ``side``, float32 on the CPU.
+    ``side``, float32 on ``device`` (the per-sample maps are drawn on the CPU, the grid is made
+    on ``device`` in float64: an exact window needs coordinates exact to 1e-5 pixel).
 
     Output pixel u (centred crop coordinates) reads canvas point P + R F Z^-1 u: Z = diag(zoom_y,
     zoom_x), F the flips (``flips[:, 0]``: y, ``[:, 1]``: x) and transpose (``[:, 2]``), R the
@@ -168,9 +170,14 @@ def crop_grid(
     centre = (side - sizes) // 2 + (sizes - 1) / 2  # image centre on the canvas (y, x)
     centre = centre + (flip_matrix @ (reach * unit_shift)[:, :, None])[:, :, 0]  # box to box
     centre = torch.round(centre - half) + half
-    axis = torch.arange(crop, dtype=torch.float64) - half
-    u = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1)  # (crop, crop, 2) as (y, x)
-    points = centre[:, None, None, :] + torch.einsum("bij,yxj->byxi", linear, u)
+    linear, centre = linear.to(device), centre.to(device)
+    axis = torch.arange(crop, dtype=torch.float64, device=device) - half
+    uy, ux = axis[None, :, None, None], axis[None, None, :, None]  # output (y, x)
+    points = (
+        centre[:, None, None, :]
+        + uy * linear[:, None, None, :, 0]
+        + ux * linear[:, None, None, :, 1]
+    )
     normalised = points * (2 / max(side - 1, 1)) - 1
     return normalised.flip(-1).float()  # grid_sample wants (x, y)
 
@@ -199,24 +206,29 @@ def apply_monotone_curve(magnitude: torch.Tensor, slopes: torch.Tensor) -> torch
 
 
 def _smooth_fields(
-    batch: int, shape: tuple[int, int], grid: int, g: torch.Generator
+    batch: int, shape: tuple[int, int], grid: int, g: torch.Generator, device: torch.device | str
 ) -> torch.Tensor:
-    """(batch, y, x): standard normal (grid x grid) fields upsampled bicubically (CPU)."""
-    coarse = torch.randn((batch, 1, grid, grid), generator=g)
+    """(batch, y, x) on ``device``: standard normal (grid x grid) fields (drawn on the CPU)
+    upsampled bicubically."""
+    coarse = torch.randn((batch, 1, grid, grid), generator=g).to(device)
     return F.interpolate(coarse, size=shape, mode="bicubic", align_corners=True)[:, 0]
 
 
 def smooth_bias_field(
-    batch: int, shape: tuple[int, int], config: AugmentConfig, generator: torch.Generator
+    batch: int,
+    shape: tuple[int, int],
+    config: AugmentConfig,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """Positive smooth fields (batch, y, x) float32 (CPU): exp(a f / max|f|) with f a smooth random
-    field and a uniform in [0, log bias_max], so every value lies in [1 / bias_max, bias_max];
-    1 everywhere where not drawn (1 - ``bias_prob``)."""
-    field = _smooth_fields(batch, shape, config.bias_grid, generator)
+    """Positive smooth fields (batch, y, x) float32 on ``device``: exp(a f / max|f|) with f a
+    smooth random field and a uniform in [0, log bias_max], so every value lies in
+    [1 / bias_max, bias_max]; 1 everywhere where not drawn (1 - ``bias_prob``)."""
+    field = _smooth_fields(batch, shape, config.bias_grid, generator, device)
     peak = field.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
     amount = torch.rand((batch, 1, 1), generator=generator) * math.log(config.bias_max)
     apply = torch.rand((batch, 1, 1), generator=generator) < config.bias_prob
-    return torch.exp(torch.where(apply, amount, 0.0) * field / peak)
+    return torch.exp(torch.where(apply, amount, 0.0).to(device) * field / peak)
 
 
 def random_phase_kinds(
@@ -226,25 +238,23 @@ def random_phase_kinds(
     smooth_grid: int,
     smooth_std: float,
     generator: torch.Generator,
+    device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(phase (batch, y, x) float32 radians, kind (batch,) 0 smooth / 1 ramp / 2 near-constant),
-    on the CPU; every kind has a uniform global phase in [0, 2 pi)."""
+    """(phase (batch, y, x) float32 radians on ``device``, kind (batch,) on the CPU: 0 smooth,
+    1 ramp, 2 near-constant); every kind has a uniform global phase in [0, 2 pi)."""
     g = generator
-    kind = torch.multinomial(
-        torch.tensor(config.phase_weights, dtype=torch.float64),
-        batch,
-        replacement=True,
-        generator=g,
-    )
+    weights = torch.tensor(config.phase_weights, dtype=torch.float64)
+    kind = torch.multinomial(weights, batch, replacement=True, generator=g)
     offset = torch.rand((batch, 1, 1), generator=g) * (2 * math.pi)
-    smooth = _smooth_fields(batch, shape, smooth_grid, g)
+    smooth = _smooth_fields(batch, shape, smooth_grid, g, device)
     cycles = (2 * torch.rand((batch, 2), generator=g) - 1) * config.ramp_cycles
-    y = torch.arange(shape[0]) / shape[0]
-    x = torch.arange(shape[1]) / shape[1]
+    std = torch.tensor([smooth_std, 0.0, config.constant_std])[kind] * (kind != 1)
+    cycles = cycles * (kind == 1)[:, None]  # a ramp only for kind 1
+    cycles, std, offset = cycles.to(device), std.to(device), offset.to(device)
+    y = torch.arange(shape[0], device=device) / shape[0]
+    x = torch.arange(shape[1], device=device) / shape[1]
     ramp = 2 * math.pi * (cycles[:, 0, None, None] * y[:, None] + cycles[:, 1, None, None] * x)
-    choices = torch.stack([smooth * smooth_std, ramp, smooth * config.constant_std])
-    phase = choices.gather(0, kind[None, :, None, None].expand(1, batch, *shape))[0]
-    return phase + offset, kind
+    return smooth * std[:, None, None] + ramp + offset, kind
 
 
 def empty_background(
@@ -287,10 +297,10 @@ def augmented_crops(
     (y, x) float32 or complex64); ``flips`` (B, 3) bool as in ``sample_batch``."""
     b, shape, g = len(images), (crop, crop), generator
     canvas, sizes = centred_canvas(images)
-    grid = crop_grid(sizes, canvas.shape[-1], crop, config, flips, g)
+    grid = crop_grid(sizes, canvas.shape[-1], crop, config, flips, g, device)
     sampled = F.grid_sample(
         canvas.to(device, non_blocking=True),
-        grid.to(device, non_blocking=True),
+        grid,
         mode="bicubic",
         padding_mode="zeros",
         align_corners=True,
@@ -304,11 +314,11 @@ def augmented_crops(
         b, config.contrast_pieces, config.contrast_std, config.contrast_prob, g
     )
     magnitude = apply_monotone_curve(magnitude, slopes.to(device))
-    magnitude = magnitude * smooth_bias_field(b, shape, config, g).to(device)
+    magnitude = magnitude * smooth_bias_field(b, shape, config, g, device)
     lo, hi = gamma_range
     gamma = (lo * (hi / lo) ** torch.rand((b, 1, 1), generator=g)).to(device)
     lo, hi = scale_range
     scale = (lo + (hi - lo) * torch.rand((b, 1, 1), generator=g)).to(device)
-    phase, _ = random_phase_kinds(b, shape, config, phase_grid, phase_std, g)
-    x = torch.polar(magnitude.pow(gamma) * scale, angle + phase.to(device))
+    phase, _ = random_phase_kinds(b, shape, config, phase_grid, phase_std, g, device)
+    x = torch.polar(magnitude.pow(gamma) * scale, angle + phase)
     return empty_background(x, config, g)
