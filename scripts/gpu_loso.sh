@@ -13,7 +13,9 @@
 # into two calls back to back: PHASE=train TRAIN_MINUTES=7.5, then PHASE=bench.
 # Each process logs to LOSO_DIR/logs/; a prior that dies is reported and the benchmark goes on
 # with the checkpoints that exist (written atomically every CHECKPOINT_EVERY steps).
-# On the device machine, carry the data (.gpu/data: train_volumes/ and eval/brain8ch_full_c_y_x.npy)
+# On the device machine, carry the data (25 MB, e.g. carry [".gpu/data"] after
+#   mkdir -p .gpu/data/eval && cp -r ../shared/data/train_volumes .gpu/data/ &&
+#   cp ../shared/data/eval/brain8ch_full_c_y_x.npy .gpu/data/eval/)
 # and write into $OUT so that whatever exists comes back even if the call is cut:
 #   DATA_DIR=.gpu/data LOSO_DIR=$OUT/loso RESULT_DIR=$OUT/results bash scripts/gpu_loso.sh
 # CPU check of the whole flow (a few steps, tiny crops and network, one case per subject):
@@ -60,6 +62,9 @@ export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 mkdir -p "$LOSO_DIR/logs" "$LOSO_DIR/bench" "$RESULT_DIR"
 log() { echo "$(date -u +%H:%M:%S) gpu_loso: $*" | tee -a "$LOSO_DIR/logs/gpu_loso.log"; }
 log "phase $PHASE, device $DEVICE, data $DATA_DIR, aug: $SUBJECTS; plain: $PLAIN_SUBJECTS"
+if [[ $DEVICE == cuda* ]] && command -v nvidia-smi >/dev/null; then
+  log "$(nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader)"
+fi
 
 train_all() {
   local pids=() names=() variant subject extra
