@@ -19,8 +19,8 @@ of the reference inside the object (0: nothing outside; the reference's own valu
 floor, 0 for simulated cases). Summary: minimum and median over cases (each the median over its
 mask seeds) per mask class, separately for subjects the prior saw in training and held-out ones
 (read from the prior's model card ``<checkpoint>.json``). ``--checkpoint-for SUBJECT=PATH`` gives
-a subject its own prior (leave-one-subject-out); ``--checkpoint-dir DIR`` gives each subject the prior
-in DIR whose model card holds it out (``scripts/gpu_loso.sh`` trains such a folder).
+a subject its own prior (leave-one-subject-out); ``--checkpoint-dir DIR`` gives each subject the
+prior in DIR whose model card holds it out (``scripts/gpu_loso.sh`` trains such a folder).
 
     python benchmarks/generalization.py --size 160 --cases-per-subject 3 --seeds 0 1 2 --device cuda
     nice -n 10 python benchmarks/generalization.py --size 96 --subjects niivue_FLAIR colin27 real \\

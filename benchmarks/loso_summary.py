@@ -1,4 +1,4 @@
-"""Leave-one-subject-out summary of a ``scripts/gpu_loso.sh`` folder: the priors and their benchmark.
+"""Leave-one-subject-out summary of a ``scripts/gpu_loso.sh`` folder: priors and benchmark.
 
 Reads the model cards ``LOSO_DIR/<variant>/<subject>.json`` (variant ``aug``: trained with
 ``--augment``; ``plain``: the shipped recipe's augmentation) and the records

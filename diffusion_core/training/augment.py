@@ -93,7 +93,8 @@ class AugmentConfig:
         weights = self.phase_weights
         if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
             raise ValueError(
-                f"AugmentConfig.phase_weights: expected 3 weights >= 0 with a positive sum, got {weights}"
+                "AugmentConfig.phase_weights: expected 3 weights >= 0 with a positive sum, "
+                f"got {weights}"
             )
 
 
@@ -104,7 +105,8 @@ def _log_uniform(n: int, bounds: tuple[float, float], g: torch.Generator) -> tor
 
 def centred_canvas(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """(canvas (B, C, S, S) float32, sizes (B, 2) of each image): every image (y, x) centred on a
-    zero square of side S = the largest side; C = 1 for real images, 2 (real, imag) if any is complex."""
+    zero square of side S = the largest side; C = 1 for real images, 2 (real, imag) if any is
+    complex."""
     side = max(max(im.shape) for im in images)
     complex_input = any(im.is_complex() for im in images)
     canvas = torch.zeros((len(images), 2 if complex_input else 1, side, side))
@@ -138,8 +140,9 @@ def crop_grid(
     zoom_x), F the flips (``flips[:, 0]``: y, ``[:, 1]``: x) and transpose (``[:, 2]``), R the
     rotation; the centre P is the image's centre plus a shift uniform in the range that lets the
     (unrotated) crop run over the image (image larger than the footprint) or the image over the
-    crop (smaller), widened by ``config.shift`` of the footprint. P is snapped so that at zoom 1 and no rotation the
-    crop is an exact window of the image (no interpolation blur).
+    crop (smaller), widened by ``config.shift`` of the footprint. P is snapped so that at zoom 1
+    and no rotation the crop is an exact window of the image (no interpolation blur). Zooms below
+    1 are not antialiased (at most 1 / 0.6 by default: mild aliasing of the finest detail).
     """
     b = sizes.shape[0]
     g = generator
@@ -186,7 +189,8 @@ def random_monotone_curves(
     batch: int, pieces: int, std: float, prob: float, generator: torch.Generator
 ) -> torch.Tensor:
     """Slopes (batch, pieces) float32 of piecewise-linear curves on [0, 1] with f(0) = 0, f(1) = 1:
-    log-normal (``std``) normalised to mean 1; the identity (all 1) where not drawn (1 - ``prob``)."""
+    log-normal (``std``) normalised to mean 1; the identity (all 1) where not drawn
+    (1 - ``prob``)."""
     slopes = (torch.randn((batch, pieces), generator=generator) * std).exp()
     slopes = slopes / slopes.mean(dim=1, keepdim=True)
     apply = torch.rand((batch, 1), generator=generator) < prob
