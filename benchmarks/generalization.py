@@ -19,7 +19,8 @@ of the reference inside the object (0: nothing outside; the reference's own valu
 floor, 0 for simulated cases). Summary: minimum and median over cases (each the median over its
 mask seeds) per mask class, separately for subjects the prior saw in training and held-out ones
 (read from the prior's model card ``<checkpoint>.json``). ``--checkpoint-for SUBJECT=PATH`` gives
-a subject its own prior (leave-one-subject-out, once priors trained without each subject exist).
+a subject its own prior (leave-one-subject-out); ``--checkpoint-dir DIR`` gives each subject the
+prior in DIR whose model card holds it out (``scripts/gpu_loso.sh`` trains such a folder).
 
     python benchmarks/generalization.py --size 160 --cases-per-subject 3 --seeds 0 1 2 --device cuda
     nice -n 10 python benchmarks/generalization.py --size 96 --subjects niivue_FLAIR colin27 real \\
@@ -489,6 +490,30 @@ def run(args: argparse.Namespace) -> list[Record]:
     return records
 
 
+def held_out_priors(folder: Path) -> dict[str, str]:
+    """Subject -> checkpoint in ``folder`` whose model card lists the subject as ``validation``
+    (held out of its training). ``ValueError`` if two cards hold out the same subject or if the
+    folder has no checkpoint with a card."""
+    found: dict[str, str] = {}
+    weights = sorted(
+        p for p in Path(folder).glob("*.safetensors") if not p.name.endswith(".state.safetensors")
+    )
+    with_cards = [p for p in weights if p.with_suffix(".json").is_file()]
+    if not with_cards:
+        raise ValueError(f"--checkpoint-dir {folder}: no STEM.safetensors with its STEM.json card")
+    for path in with_cards:
+        for subject, split in prior_subjects(path.with_suffix(".json")).items():
+            if split != "validation":
+                continue
+            if subject in found:
+                raise ValueError(
+                    f"--checkpoint-dir {folder}: {subject} is held out by both "
+                    f"{Path(found[subject]).name} and {path.name}; expected one prior per subject"
+                )
+            found[subject] = str(path)
+    return found
+
+
 def _subject_path(text: str) -> tuple[str, str]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
@@ -537,6 +562,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a prior for one subject (e.g. trained without it); repeatable",
     )
     p.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="priors trained without one subject each: a subject gets the one whose card holds it "
+        "out (--checkpoint-for wins; other subjects get --checkpoint)",
+    )
+    p.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (1 suits a shared 2-core machine)"
     )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -552,7 +584,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--note", default="", help="a line for the markdown's header")
     p.add_argument("--figure", type=Path, default=None, help="PNG (needs matplotlib: extra 'plot')")
     args = p.parse_args(argv)
-    args.checkpoint_for = dict(args.checkpoint_for)
+    explicit = dict(args.checkpoint_for)
+    try:
+        from_dir = held_out_priors(args.checkpoint_dir) if args.checkpoint_dir else {}
+    except ValueError as err:
+        p.error(str(err))
+    args.checkpoint_for = {**from_dir, **explicit}
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 

@@ -20,6 +20,7 @@ import torch.distributed as dist
 
 from diffusion_core.networks.unet import UNetConfig
 from diffusion_core.priors import prior_path
+from diffusion_core.training.augment import AugmentConfig
 from diffusion_core.training.data import (
     DataConfig,
     find_sources,
@@ -94,7 +95,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fine-tune: start from this checkpoint's weights (e.g. the shipped prior, 'default')",
     )
     p.add_argument("--no-progress", action="store_true")
+    _add_augment_arguments(p)
     return p.parse_args(argv)
+
+
+# --flag -> (AugmentConfig field, nargs); each overrides the field's default under --augment.
+AUGMENT_FLAGS = {
+    "--zoom-range": ("zoom_range", 2),
+    "--aspect-range": ("aspect_range", 2),
+    "--rotation-deg": ("rotation_deg", None),
+    "--shift": ("shift", None),
+    "--contrast-prob": ("contrast_prob", None),
+    "--contrast-std": ("contrast_std", None),
+    "--bias-prob": ("bias_prob", None),
+    "--bias-max": ("bias_max", None),
+    "--empty-prob": ("empty_prob", None),
+    "--empty-noise": ("empty_noise", 2),
+    "--phase-weights": ("phase_weights", 3),
+}
+
+
+def _add_augment_arguments(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group(
+        "strong augmentation (diffusion_core.training.augment; off unless --augment)"
+    )
+    group.add_argument(
+        "--augment",
+        action="store_true",
+        help="zoom / aspect / rotation / shift of whole slices, monotone contrast curves, bias "
+        "fields, empty noisy backgrounds, smooth / ramp / near-constant phase",
+    )
+    defaults = AugmentConfig()
+    for flag, (name, nargs) in AUGMENT_FLAGS.items():
+        group.add_argument(
+            flag, type=float, nargs=nargs, default=None, help=f"default {getattr(defaults, name)}"
+        )
+
+
+def augment_config(args: argparse.Namespace) -> AugmentConfig | None:
+    """The AugmentConfig of ``--augment`` and its overrides; None without ``--augment``."""
+    given = {
+        name: tuple(value) if isinstance(value, list) else value
+        for flag, (name, _) in AUGMENT_FLAGS.items()
+        if (value := getattr(args, name)) is not None
+    }
+    if not args.augment:
+        if given:
+            flags = [f for f, (n, _) in AUGMENT_FLAGS.items() if n in given]
+            raise ValueError(f"{', '.join(flags)}: expected together with --augment")
+        return None
+    return AugmentConfig(**given)  # type: ignore[arg-type]
 
 
 def _training_data_card(sources: list[Path], validation: set[str]) -> list[dict[str, Any]]:
@@ -141,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     if rank != 0:
         logging.getLogger().setLevel(logging.WARNING)
     try:
-        data_config = DataConfig(crop=args.crop)
+        data_config = DataConfig(crop=args.crop, augment=augment_config(args))
         config = TrainConfig(
             steps=args.steps,
             batch_size=args.batch_size,

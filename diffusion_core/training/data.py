@@ -5,7 +5,9 @@ three axes; empty slices dropped) and fully sampled multi-coil HDF5 files (ISMRM
 coil-combined with ESPIRiT maps from the calibration block). Every whole slice is divided by
 :func:`diffusion_core.normalization.magnitude_scale`, the rule reconstruction uses. A batch is
 random crops with flips, transposes, gamma and scale jitter of the magnitude, and a smooth random
-phase (real MR images are complex). Train and validation sets are split by subject.
+phase (real MR images are complex); with ``DataConfig.augment`` set, the stronger augmentation of
+:mod:`diffusion_core.training.augment` (zoom, rotation, shift, contrast curves, bias fields, empty
+backgrounds, phase kinds). Train and validation sets are split by subject.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from diffusion_core.normalization import magnitude_scale
+from diffusion_core.training.augment import AugmentConfig, augmented_crops
 from diffusion_core.training.kspace_files import kspace_file_images
 from diffusion_core.training.volumes import (
     is_volume_file,
@@ -49,6 +52,8 @@ class DataConfig:
     phase_std: standard deviation (radians) of that field; a uniform global phase is added.
     gamma_range, scale_range: ranges of the magnitude gamma and of the overall scale.
     flips: random flips of both axes and a random transpose.
+    augment: the strong augmentation (None: off, the batches of the shipped prior's recipe
+    exactly; the validation set is always made without it, so validation losses stay comparable).
     """
 
     pixel_mm: float = 1.0
@@ -59,6 +64,7 @@ class DataConfig:
     gamma_range: tuple[float, float] = (0.8, 1.25)
     scale_range: tuple[float, float] = (0.85, 1.15)
     flips: bool = True
+    augment: AugmentConfig | None = None
 
     def __post_init__(self) -> None:
         if self.pixel_mm <= 0:
@@ -231,7 +237,8 @@ def sample_batch(
     """A batch (batch, crop, crop) complex64 of augmented crops on ``device`` (default: the bank's).
 
     Crops are cut where the bank lives (keep it on the CPU: cutting is cheap there), then moved
-    to ``device`` for the pointwise augmentation. All random numbers come from ``generator`` (a
+    to ``device`` for the pointwise augmentation (with ``config.augment``, whole slices go to
+    the device on a canvas and are resampled there). All random numbers come from ``generator`` (a
     CPU generator), so a batch is reproducible whatever the devices.
     """
     if len(bank) == 0:
@@ -240,6 +247,19 @@ def sample_batch(
     crop = config.crop
     index = torch.randint(0, len(bank), (batch,), generator=generator)
     flips = torch.rand((batch, 3), generator=generator) < 0.5
+    if config.augment is not None:
+        return augmented_crops(
+            [bank.images[i] for i in index.tolist()],
+            flips if config.flips else torch.zeros_like(flips),
+            crop,
+            config.augment,
+            config.gamma_range,
+            config.scale_range,
+            config.phase_grid,
+            config.phase_std,
+            generator,
+            device,
+        )
     crops = []
     for i, flip in zip(index.tolist(), flips.tolist(), strict=True):
         image = _place(bank.images[i], crop, generator)

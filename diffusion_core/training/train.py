@@ -19,7 +19,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,12 @@ def draw_noise(
 def _validation_set(
     bank: SliceBank, data: DataConfig, config: TrainConfig
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Fixed (x0, sigma, noise) batches: the same crops and noise at every validation."""
+    """Fixed (x0, sigma, noise) batches: the same crops and noise at every validation.
+
+    Made without ``data.augment``: the validation loss of priors trained with and without the
+    strong augmentation is measured on the same kind of crops.
+    """
+    data = replace(data, augment=None)
     seed = step_seed(config.seed, -1 % 2**31, 0)
     g = torch.Generator().manual_seed(seed)
     g_device = torch.Generator(bank.images[0].device).manual_seed(seed)

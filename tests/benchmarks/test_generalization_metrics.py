@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from dataclasses import replace
@@ -18,7 +19,9 @@ from benchmarks.generalization import (  # noqa: E402
     Record,
     false_signal,
     group_of,
+    held_out_priors,
     outside_object,
+    parse_args,
     summary_table,
 )
 
@@ -102,3 +105,35 @@ def test_record_images_round_trip(tmp_path: Path) -> None:
     assert back is not None and torch.equal(back["reference"], images["reference"])
     assert torch.equal(back["std"], images["std"])
     assert load_images(tmp_path, (key[0], key[1], 3)) is None
+
+
+def _card(folder: Path, stem: str, held_out: list[str], seen: list[str]) -> Path:
+    """A checkpoint stem with a card (the weights file's content is not read)."""
+    data = [{"subject": s, "split": "validation", "file": s} for s in held_out]
+    data += [{"subject": s, "split": "train", "file": s} for s in seen]
+    (folder / f"{stem}.json").write_text(json.dumps({"training_data": data}))
+    (folder / f"{stem}.safetensors").write_bytes(b"")
+    return folder / f"{stem}.safetensors"
+
+
+def test_checkpoint_dir_gives_each_subject_the_prior_that_held_it_out(tmp_path: Path) -> None:
+    flair = _card(tmp_path, "loso_flair", ["niivue_FLAIR"], ["colin27", "niivue_chris_t1"])
+    colin = _card(tmp_path, "loso_colin", ["colin27"], ["niivue_FLAIR", "niivue_chris_t1"])
+    (tmp_path / "loso_colin.state.safetensors").write_bytes(b"")  # training state: not a prior
+    (tmp_path / "loso_colin.state.json").write_text("{}")
+    (tmp_path / "no_card.safetensors").write_bytes(b"")
+    assert held_out_priors(tmp_path) == {"niivue_FLAIR": str(flair), "colin27": str(colin)}
+    other = _card(tmp_path / "..", "explicit", ["niivue_FLAIR"], [])
+    args = parse_args(
+        ["--checkpoint-dir", str(tmp_path), "--checkpoint-for", f"niivue_FLAIR={other}"]
+    )
+    assert args.checkpoint_for == {"niivue_FLAIR": str(other), "colin27": str(colin)}
+
+
+def test_checkpoint_dir_refuses_two_priors_holding_out_one_subject(tmp_path: Path) -> None:
+    _card(tmp_path, "a", ["colin27"], [])
+    _card(tmp_path, "b", ["colin27", "niivue_FLAIR"], [])
+    with pytest.raises(ValueError, match=r"colin27 is held out by both a\.safetensors and b"):
+        held_out_priors(tmp_path)
+    with pytest.raises(ValueError, match=r"no STEM\.safetensors"):
+        held_out_priors(tmp_path / "missing")

@@ -44,3 +44,17 @@ def test_reconstruct_runs_on_cuda_and_stays_there() -> None:
     assert result.mean.device.type == "cuda" and result.std.device.type == "cuda"
     residual = sense_operator(maps, mask)(result.mean.cpu()) - kspace.cpu()
     assert float(residual.norm() / kspace.norm()) < 0.1
+
+
+def test_augmented_batch_on_cuda_matches_cpu() -> None:
+    """The same seed gives the same strongly augmented batch on CUDA and on the CPU."""
+    from diffusion_core.training.augment import AugmentConfig
+    from diffusion_core.training.data import DataConfig, SliceBank, sample_batch
+
+    g = torch.Generator().manual_seed(2)
+    bank = SliceBank([torch.rand(40, 30, generator=g), torch.rand(50, 44, generator=g)], ["a", "b"])
+    config = DataConfig(crop=32, augment=AugmentConfig(empty_prob=0.2))
+    cpu = sample_batch(bank, 16, config, torch.Generator().manual_seed(3))
+    gpu = sample_batch(bank, 16, config, torch.Generator().manual_seed(3), device="cuda")
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-3)

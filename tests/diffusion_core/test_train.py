@@ -193,6 +193,7 @@ def test_command_line_writes_checkpoint_and_model_card(tmp_path: Path) -> None:
     main(argv)
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["training"]["steps"] == 4
+    assert card["training"]["data_config"]["augment"] is None  # off by default
     assert card["validation_subjects"] == ["second"]  # the last subject when no FLAIR is present
     splits = {d["file"]: (d["split"], d["license"]) for d in card["training_data"]}
     assert splits == {
@@ -201,3 +202,23 @@ def test_command_line_writes_checkpoint_and_model_card(tmp_path: Path) -> None:
     }
     assert card["command"].startswith("python -m diffusion_core.training.train --data")
     assert load_checkpoint(out).net.config == UNetConfig(8, (1, 2), 1, (1,))
+
+
+def test_command_line_augmentation_is_recorded_in_the_model_card(tmp_path: Path) -> None:
+    from diffusion_core.training.augment import AugmentConfig
+    from diffusion_core.training.cli import main
+
+    for name in ("first", "second"):
+        write_nifti(
+            tmp_path / f"{name}.nii.gz", ellipsoid_volume((34, 36, 34), (14, 15, 13)), (1.0,) * 3
+        )
+    out = tmp_path / "prior"
+    small = ["--steps", "2", "--batch-size", "2", "--crop", "16", "--base-channels", "8"]
+    small += ["--channel-mult", "1", "2", "--attention-levels", "1", "--no-progress"]
+    argv = ["--data", str(tmp_path), "--out", str(out), *small, "--device", "cpu"]
+    with pytest.raises(SystemExit):  # an augmentation flag alone is a mistake, not a no-op
+        main([*argv, "--zoom-range", "0.8", "1.2"])
+    main([*argv, "--augment", "--zoom-range", "0.8", "1.2", "--empty-prob", "0.1"])
+    augment = json.loads(out.with_suffix(".json").read_text())["training"]["data_config"]["augment"]
+    assert augment["zoom_range"] == [0.8, 1.2] and augment["empty_prob"] == 0.1
+    assert augment["bias_max"] == AugmentConfig().bias_max  # the rest at their defaults
