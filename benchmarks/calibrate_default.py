@@ -88,7 +88,7 @@ def cases(matrix: int, volume_cases: int, mask_class: str):
     return out
 
 
-def figure(path: Path, rows: list[tuple[str, dict, torch.Tensor]]) -> None:
+def figure(path: Path, rows: list[tuple[str, dict, torch.Tensor]], suptitle: str) -> None:
     """One row per (title, cached case, calibrated half-width): posterior mean, |error|, the
     half-width and the object pixels outside the interval."""
     import matplotlib
@@ -104,7 +104,7 @@ def figure(path: Path, rows: list[tuple[str, dict, torch.Tensor]]) -> None:
         inside = (ref > 0.1 * ref.max()) & r["support"].numpy()
         outside = (err > hw) & inside
         panels = [
-            (a * m, "posterior mean", "gray"),
+            (a * m, f"{title}: posterior mean", "gray"),
             (err, "|error|", "magma"),
             (hw, "calibrated 95 % half-width (2 std)", "magma"),
             (
@@ -119,16 +119,7 @@ def figure(path: Path, rows: list[tuple[str, dict, torch.Tensor]]) -> None:
             ax.imshow(img, cmap=cmap, **kw)
             ax.set_title(name, fontsize=9)
             ax.axis("off")
-        row[0].text(
-            -0.05,
-            0.5,
-            title,
-            transform=row[0].transAxes,
-            rotation=90,
-            ha="right",
-            va="center",
-            fontsize=8,
-        )
+    fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -169,6 +160,7 @@ def reconstruct_cases(
             "mask": mask,
             "support": out.support,
             "noise": out.noise_sigma * out.scale,
+            "nfe": cfg.nfe,
             "seconds": time.perf_counter() - start,
         }
         torch.save(results, args.cache)
@@ -184,7 +176,8 @@ def scores_of(r: dict) -> CaseScores:
 
 def half_width(r: dict, fit: Fit, k: int) -> torch.Tensor:
     noise_var = float((r["mask"] != 0).float().mean()) * r["noise"] ** 2
-    return fit.factor * finite_k_factor(k) * (r["std"] ** 2 + fit.noise_weight * noise_var).sqrt()
+    spread = (r["std"] ** 2 + fit.noise_weight * noise_var * r["support"]).sqrt()
+    return fit.factor * finite_k_factor(k) * spread
 
 
 def short(name: str) -> str:
@@ -194,6 +187,8 @@ def short(name: str) -> str:
 def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str]]) -> None:
     """Per mask class: the per-case table (raw, factor-only and model coverage, each fitted
     without the held-out subject), the fit on all cases (into ``--card``), the figure row."""
+    from diffusion_core.metrics import psnr
+
     k = args.samples
     entries, rows, table = [], [], []
     for mask_class, keys in per_mask.items():
@@ -211,12 +206,13 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
         )
         print(
             "| held-out case | raw 2 std | factor only (held out) | model (held out) | "
-            "noise_weight, factor | mean half-width / mean ref | s |"
+            "noise_weight, factor | mean half-width / mean ref | object in support | PSNR dB | s |"
         )
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for key, r, c, f0, f1 in zip(keys, rs, scores, factor_only, model, strict=True):
             hw = half_width(r, f1, k)
-            inside = (r["ref"].abs() > 0.1 * r["ref"].abs().max()) & r["support"]
+            obj = r["ref"].abs() > 0.1 * r["ref"].abs().max()
+            inside = obj & r["support"]
             width = float(hw[inside].mean() / r["ref"].abs()[inside].mean())
             row = {
                 "mask": mask_class,
@@ -228,13 +224,15 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
                 "noise_weight": f1.noise_weight,
                 "factor": f1.factor,
                 "width": width,
+                "object_in_support": float(inside.sum() / obj.sum()),
+                "psnr": psnr(r["ref"], r["mean"], obj.numpy()),
                 "seconds": r["seconds"],
             }
             table.append(row)
             print(
                 f"| {row['case']} | {row['raw']:.3f} | {row['factor_only']:.3f} | "
                 f"{row['model']:.3f} | {f1.noise_weight:g}, {f1.factor:.3f} | {width:.3f} | "
-                f"{r['seconds']:.0f} |"
+                f"{row['object_in_support']:.3f} | {row['psnr']:.2f} | {r['seconds']:.0f} |"
             )
         cov = [t["model"] for t in table if t["mask"] == mask_class]
         cov0 = [t["factor_only"] for t in table if t["mask"] == mask_class]
@@ -271,13 +269,8 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
             )
         )
         i = min(args.figure_case, len(rs) - 1)
-        rows.append(
-            (
-                f"{mask_class}: {short(keys[i])[:48]}\nfitted without {groups[i]}",
-                rs[i],
-                half_width(rs[i], model[i], k),
-            )
-        )
+        rows.append((mask_class, rs[i], half_width(rs[i], model[i], k)))
+        shown = f"{short(keys[i])}; calibration fitted without {groups[i]}"
     if args.json is not None:
         args.json.write_text(json.dumps(table, indent=1))
     if args.card is not None:
@@ -285,7 +278,47 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
         write_calibration(args.card, calibration_block(merged(old, tuple(entries))), out=None)
         print(f"wrote {len(entries)} calibration entries into {args.card}")
     if args.figure is not None and rows:
-        figure(args.figure, rows)
+        figure(args.figure, rows, f"{shown}; {args.sampler} nfe={args.nfe} K={k}")
+
+
+def compare(args: argparse.Namespace, results: dict, mask_class: str, keys: list[str]) -> None:
+    """``args.sampler`` against DDS on the same cases: coverage of mean +- 2 raw std and of
+    mean +- finite_k_factor(K) raw std (what an exact posterior sampler would cover, bar prior
+    mismatch), PSNR, seconds."""
+    from diffusion_core.metrics import psnr
+
+    k = args.samples
+    fk = finite_k_factor(k)
+    print(
+        f"\n{mask_class}: {args.sampler} (nfe={args.nfe}) against dds, K={k}, matrix {args.matrix}"
+    )
+    print("| case | sampler | NFE | coverage raw 2 std | coverage raw finite-K (t) | PSNR dB | s |")
+    print("|---|---|---|---|---|---|---|")
+    table = []
+    for key in keys:
+        for sampler in ("dds", args.sampler):
+            name = f"{sampler}|{mask_class}|{short(key)}"
+            if name not in results:
+                continue
+            r = results[name]
+            c = scores_of(r)
+            inside = (r["ref"].abs() > 0.1 * r["ref"].abs().max()) & r["support"]
+            row = {
+                "case": short(key),
+                "sampler": sampler,
+                "nfe": r.get("nfe", args.nfe if sampler == args.sampler else 25),
+                "raw_2std": coverage(c.ratios(), 2.0),
+                "raw_finite_k": coverage(c.ratios(), fk),
+                "psnr": psnr(r["ref"], r["mean"], inside.numpy()),
+                "seconds": r["seconds"],
+            }
+            table.append(row)
+            print(
+                f"| {row['case']} | {sampler} | {row['nfe']} | {row['raw_2std']:.3f} | "
+                f"{row['raw_finite_k']:.3f} | {row['psnr']:.2f} | {row['seconds']:.0f} |"
+            )
+    if args.json is not None:
+        args.json.write_text(json.dumps(table, indent=1))
 
 
 def main() -> int:
@@ -323,7 +356,11 @@ def main() -> int:
             keys = reconstruct_cases(args, cfg, mask_class, results)
         if keys:
             per_mask[mask_class] = keys
-    report(args, results, per_mask)
+    if args.sampler == "dds":
+        report(args, results, per_mask)
+    else:
+        for mask_class, keys in per_mask.items():
+            compare(args, results, mask_class, keys)
     return 0
 
 
