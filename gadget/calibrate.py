@@ -3,9 +3,10 @@
 Reads slices as the training command does (:mod:`diffusion_core.training.data`: NIfTI / MGZ
 volumes, ISMRMRD or fastMRI HDF5), turns each into a measurement with simulated coils, noise and
 each named mask (:mod:`diffusion_core.calibration_cases`), reconstructs it at the named setting,
-and fits one factor per (setting, acceleration class) (:mod:`diffusion_core.uncertainty`). Prints
-the object-pixel coverage of mean +- 2 std per case before calibration and after it, the "after"
-factor fitted without the case's subject (without the case itself when there is one subject),
+and fits a noise weight and a factor per setting (sampler, NFE, K, CG iterations, acceleration
+class, 1D or 2D sampling) (:mod:`diffusion_core.uncertainty`). Prints the object-pixel coverage of
+mean +- 2 std per case before calibration and after it, the "after" model fitted without the
+case's subject (without the case itself when there is one subject),
 and writes the fit on all cases into the model card at ``--out`` (a copy of card and weights;
 ``--in-place`` writes into the prior's own card).
 """
