@@ -1,15 +1,20 @@
 """Calibrate the shipped prior's std on held-out subjects, leave-one-subject-out, and draw it.
 
 Cases (:mod:`benchmarks.generalization_cases`): slices of the prior's validation subject (never
-trained on) with simulated coils and noise, and the real 8-coil brain (not in the training data),
-at a small matrix so the CPU can afford it; each reconstructed at one setting (default: the replay
-defaults, DDS, 25 NFE, K = 4, 5 CG iterations) with ESPIRiT maps from the calibration region.
-Prints, per held-out case: object-pixel coverage of mean +- 2 std before calibration and after
-(the factor fitted on the other subject's cases only), and the mean half-width; writes the fit on
-all cases into a model card (``--card``) and a figure (mean, |error|, calibrated half-width,
-pixels outside) for the first case.
+trained on) with simulated coils and noise, and the real 8-coil brain (not in the training data)
+with two masks, per mask class (R=4 1D, R=8 1D, R=8 2D Poisson), each reconstructed at one setting
+(default: the replay defaults, DDS, 25 NFE, K = 4, 5 CG iterations) with ESPIRiT maps from the
+calibration region; reconstructions are cached (``--cache``, read with ``weights_only=True``), so
+``--fit-only`` refits cost seconds. Prints, per mask class and held-out case: object-pixel coverage
+of mean +- 2 raw std, of the factor-only model and of the model with the noise term
+(:mod:`diffusion_core.uncertainty`), each fitted without the case's subject, and the mean
+half-width; writes the fit on all cases into a model card (``--card``, one entry per class) and a
+figure (mean, |error|, calibrated half-width, pixels outside; one row per class).
+``--sampler langevin`` reconstructs the same cases with the reference sampler and compares it
+with the cached DDS ones (raw coverage, PSNR, seconds) instead of fitting.
 
-    nice -n 10 python benchmarks/calibrate_default.py --matrix 80 --volume-cases 4 \\
+    nice -n 10 python benchmarks/calibrate_default.py --matrix 128 --volume-cases 8 --threads 1
+    python benchmarks/calibrate_default.py --fit-only --matrix 128 \\
         --card diffusion_core/priors/default.json --figure benchmarks/figures/uncertainty.png
 """
 
