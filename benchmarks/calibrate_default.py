@@ -1,21 +1,27 @@
 """Calibrate the shipped prior's std on held-out subjects, leave-one-subject-out, and draw it.
 
 Cases (:mod:`benchmarks.generalization_cases`): slices of the prior's validation subject (never
-trained on) with simulated coils and noise, and the real 8-coil brain (not in the training data),
-at a small matrix so the CPU can afford it; each reconstructed at one setting (default: the replay
-defaults, DDS, 25 NFE, K = 4, 5 CG iterations) with ESPIRiT maps from the calibration region.
-Prints, per held-out case: object-pixel coverage of mean +- 2 std before calibration and after
-(the factor fitted on the other subject's cases only), and the mean half-width; writes the fit on
-all cases into a model card (``--card``) and a figure (mean, |error|, calibrated half-width,
-pixels outside) for the first case.
+trained on) with simulated coils and noise, and the real 8-coil brain (not in the training data)
+with two masks, per mask class (R=4 1D, R=8 1D, R=8 2D Poisson), each reconstructed at one setting
+(default: the replay defaults, DDS, 25 NFE, K = 4, 5 CG iterations) with ESPIRiT maps from the
+calibration region; reconstructions are cached (``--cache``, read with ``weights_only=True``), so
+``--fit-only`` refits cost seconds. Prints, per mask class and held-out case: object-pixel coverage
+of mean +- 2 raw std, of the factor-only model and of the model with the noise term
+(:mod:`diffusion_core.uncertainty`), each fitted without the case's subject, and the mean
+half-width; writes the fit on all cases into a model card (``--card``, one entry per class) and a
+figure (mean, |error|, calibrated half-width, pixels outside; one row per class).
+``--sampler langevin`` reconstructs the same cases with the reference sampler and compares it
+with the cached DDS ones (raw coverage, PSNR, seconds) instead of fitting.
 
-    nice -n 10 python benchmarks/calibrate_default.py --matrix 80 --volume-cases 4 \\
+    nice -n 10 python benchmarks/calibrate_default.py --matrix 128 --volume-cases 8 --threads 1
+    python benchmarks/calibrate_default.py --fit-only --matrix 128 \\
         --card diffusion_core/priors/default.json --figure benchmarks/figures/uncertainty.png
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -28,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.generalization_cases import (  # noqa: E402
+    MASK_CLASSES,
     case_plan,
     load_subject,
     make_case,
@@ -39,16 +46,20 @@ from diffusion_core.priors import load_default_prior  # noqa: E402
 from diffusion_core.reconstruct import ReconConfig, reconstruct  # noqa: E402
 from diffusion_core.uncertainty import (  # noqa: E402
     CalibrationEntry,
+    CaseScores,
+    Fit,
     Setting,
     acceleration_class,
     calibration_block,
+    case_scores,
     coverage,
     entries_from_card,
     finite_k_factor,
-    fit_factor,
+    fit_model,
     leave_one_out,
+    leave_one_out_model,
+    mask_sampling,
     merged,
-    pixel_ratios,
 )
 
 DATA = ROOT.parent / "shared" / "data"
@@ -82,46 +93,55 @@ def cases(matrix: int, volume_cases: int, mask_class: str):
     return out
 
 
-def figure(path: Path, ref, mean, half_width, title: str) -> None:
+def figure(path: Path, rows: list[tuple[str, dict, torch.Tensor]], suptitle: str) -> None:
+    """One row per (title, cached case, calibrated half-width): posterior mean, |error|, the
+    half-width and the object pixels outside the interval."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    r, m = ref.abs().numpy(), mean.abs().numpy()
-    a = float((m * r).sum() / (m * m).sum())
-    err, hw = np.abs(a * m - r), a * half_width.numpy()
-    inside = r > 0.1 * r.max()
-    outside = (err > hw) & inside
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
-    panels = [
-        (a * m, "posterior mean", "gray"),
-        (err, "|error|", "magma"),
-        (hw, "calibrated 95 % half-width (2 std)", "magma"),
-        (
-            outside.astype(float),
-            f"object pixels outside ({outside.sum() / inside.sum():.1%})",
-            "Reds",
-        ),
-    ]
-    vmax = float(np.percentile(np.concatenate([err[inside], hw[inside]]), 99))
-    for ax, (img, name, cmap) in zip(axes, panels, strict=True):
-        kw = {"vmin": 0, "vmax": vmax} if cmap == "magma" else {}
-        ax.imshow(img, cmap=cmap, **kw)
-        ax.set_title(name, fontsize=9)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
+    fig, axes = plt.subplots(len(rows), 4, figsize=(13, 3.4 * len(rows)), squeeze=False)
+    for row, (title, r, half_width) in zip(axes, rows, strict=True):
+        ref, m = r["ref"].abs().numpy(), r["mean"].abs().numpy()
+        a = float((m * ref).sum() / (m * m).sum())
+        err, hw = np.abs(a * m - ref), a * half_width.numpy()
+        inside = (ref > 0.1 * ref.max()) & r["support"].numpy()
+        outside = (err > hw) & inside
+        panels = [
+            (a * m, f"{title}: posterior mean", "gray"),
+            (err, "|error|", "magma"),
+            (hw, "calibrated 95 % half-width (2 std)", "magma"),
+            (
+                outside.astype(float),
+                f"object pixels outside ({outside.sum() / inside.sum():.1%})",
+                "Reds",
+            ),
+        ]
+        vmax = float(np.percentile(np.concatenate([err[inside], hw[inside]]), 99))
+        for ax, (img, name, cmap) in zip(row, panels, strict=True):
+            kw = {"vmin": 0, "vmax": vmax} if cmap == "magma" else {}
+            ax.imshow(img, cmap=cmap, **kw)
+            ax.set_title(name, fontsize=9)
+            ax.axis("off")
+    fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
 
 
-def reconstruct_cases(args: argparse.Namespace, cfg: ReconConfig, results: dict) -> list:
-    """Reconstruct the cases not yet in ``results`` (saved to the cache after each)."""
+def reconstruct_cases(
+    args: argparse.Namespace, cfg: ReconConfig, mask_class: str, results: dict
+) -> list[str]:
+    """Reconstruct the cases of one mask class not yet in ``results`` (the cache is rewritten
+    after each); return their cache keys ``sampler|mask class|case``."""
     denoiser = load_default_prior()
-    todo = cases(args.matrix, args.volume_cases, args.mask)[: args.max_cases]
+    todo = cases(args.matrix, args.volume_cases, mask_class)[: args.max_cases]
+    keys = []
     for i, (name, subject, kspace, mask, ref) in enumerate(todo):
-        if name in results:
+        key = f"{cfg.sampler}|{mask_class}|{name}"
+        keys.append(key)
+        if key in results:
             continue
         start = time.perf_counter()
         out = reconstruct(
@@ -136,99 +156,226 @@ def reconstruct_cases(args: argparse.Namespace, cfg: ReconConfig, results: dict)
                 else None
             ),
         )
-        results[name] = {
+        results[key] = {
             "subject": subject,
             "ref": ref,
             "mean": out.mean,
             "std": out.std_raw,
+            "samples": out.samples,
             "mask": mask,
+            "support": out.support,
+            "noise": out.noise_sigma * out.scale,
+            "nfe": cfg.nfe,
             "seconds": time.perf_counter() - start,
         }
         torch.save(results, args.cache)
-        log.info("%d/%d %s: %.0f s", i + 1, len(todo), name, results[name]["seconds"])
-    return todo
+        log.info("%d/%d %s: %.0f s", i + 1, len(todo), key, results[key]["seconds"])
+    return keys
+
+
+def scores_of(r: dict) -> CaseScores:
+    """A cached case's scores, with its noise term f sigma^2 (sampled fraction x noise^2)."""
+    noise_var = float((r["mask"] != 0).float().mean()) * r["noise"] ** 2
+    return case_scores(r["ref"], r["mean"], r["std"], r["support"], noise_var)
+
+
+def half_width(r: dict, fit: Fit, k: int) -> torch.Tensor:
+    noise_var = float((r["mask"] != 0).float().mean()) * r["noise"] ** 2
+    spread = (r["std"] ** 2 + fit.noise_weight * noise_var * r["support"]).sqrt()
+    return fit.factor * finite_k_factor(k) * spread
+
+
+def short(name: str) -> str:
+    return name.split("|")[-1]
+
+
+def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str]]) -> None:
+    """Per mask class: the per-case table (raw, factor-only and model coverage, each fitted
+    without the held-out subject), the fit on all cases (into ``--card``), the figure row."""
+    from diffusion_core.metrics import psnr
+
+    k = args.samples
+    entries, rows, table = [], [], []
+    for mask_class, keys in per_mask.items():
+        rs = [results[key] for key in keys]
+        scores = [scores_of(r) for r in rs]
+        groups = [r["subject"] for r in rs]
+        by_subject = len(set(groups)) > 1
+        held = groups if by_subject else [short(key) for key in keys]
+        factor_only = leave_one_out([c.ratios() for c in scores], [k] * len(rs), held)
+        model = leave_one_out_model(scores, [k] * len(rs), held)
+        # the same model held out by case only (the other cases of its own subject do count)
+        by_case = leave_one_out_model(scores, [k] * len(rs), [short(key) for key in keys])
+        fk = finite_k_factor(k)
+        print(
+            f"\n{mask_class}: {args.sampler} nfe={args.nfe} K={k} cg_iters={args.cg_iters}, "
+            f"matrix {args.matrix}; held out by {'subject' if by_subject else 'case'}"
+        )
+        print(
+            "| held-out case | raw 2 std | factor only (held out) | model (held out) | "
+            "noise_weight, factor | mean half-width / mean ref | model (held out by case) | "
+            "object in support | PSNR dB | s |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for key, r, c, f0, f1, f2 in zip(
+            keys, rs, scores, factor_only, model, by_case, strict=True
+        ):
+            hw = half_width(r, f1, k)
+            obj = r["ref"].abs() > 0.1 * r["ref"].abs().max()
+            inside = obj & r["support"]
+            width = float(hw[inside].mean() / r["ref"].abs()[inside].mean())
+            row = {
+                "mask": mask_class,
+                "case": short(key),
+                "subject": r["subject"],
+                "raw": coverage(c.ratios(), 2.0),
+                "factor_only": coverage(c.ratios(), f0.factor * fk),
+                "model": coverage(c.ratios(f1.noise_weight), f1.factor * fk),
+                "noise_weight": f1.noise_weight,
+                "factor": f1.factor,
+                "width": width,
+                "model_by_case": coverage(c.ratios(f2.noise_weight), f2.factor * fk),
+                "object_in_support": float(inside.sum() / obj.sum()),
+                "psnr": psnr(r["ref"], r["mean"], obj.numpy()),
+                "seconds": r["seconds"],
+            }
+            table.append(row)
+            print(
+                f"| {row['case']} | {row['raw']:.3f} | {row['factor_only']:.3f} | "
+                f"{row['model']:.3f} | {f1.noise_weight:g}, {f1.factor:.3f} | {width:.3f} | "
+                f"{row['model_by_case']:.3f} | "
+                f"{row['object_in_support']:.3f} | {row['psnr']:.2f} | {r['seconds']:.0f} |"
+            )
+        cov = [t["model"] for t in table if t["mask"] == mask_class]
+        cov0 = [t["factor_only"] for t in table if t["mask"] == mask_class]
+        cov2 = [t["model_by_case"] for t in table if t["mask"] == mask_class]
+        print(
+            f"held out in [0.93, 0.97]: model {sum(0.93 <= x <= 0.97 for x in cov)}/{len(cov)} "
+            f"(min {min(cov):.3f}, median {np.median(cov):.3f}), factor only "
+            f"{sum(0.93 <= x <= 0.97 for x in cov0)}/{len(cov0)} (min {min(cov0):.3f}); "
+            f"model held out by case {sum(0.93 <= x <= 0.97 for x in cov2)}/{len(cov2)} "
+            f"(min {min(cov2):.3f})"
+        )
+        fit = fit_model(scores, [k] * len(rs))
+        print(
+            f"fit on all {len(rs)} cases ({fit.method}): noise_weight {fit.noise_weight:g}, "
+            f"factor {fit.factor:.3f}, mean coverage {fit.mean_coverage:.3f}"
+        )
+        mask = rs[0]["mask"]
+        setting = Setting(
+            args.sampler, args.nfe, k, args.cg_iters, acceleration_class(mask), mask_sampling(mask)
+        )
+        data = (
+            f"{len(rs)} held-out cases, {args.matrix}x{args.matrix}, {mask_class}: "
+            + ", ".join(sorted(set(groups)))
+            + " (benchmarks/generalization_cases.py, benchmarks/calibrate_default.py)"
+        )
+        before = float(np.mean([coverage(c.ratios(), 2.0) for c in scores]))
+        entries.append(
+            CalibrationEntry(
+                setting,
+                fit.factor,
+                fit.method,
+                len(rs),
+                data,
+                before,
+                fit.mean_coverage,
+                noise_weight=fit.noise_weight,
+            )
+        )
+        i = min(args.figure_case, len(rs) - 1)
+        rows.append((mask_class, rs[i], half_width(rs[i], model[i], k)))
+        shown = f"{short(keys[i])}; calibration fitted without {groups[i]}"
+    if args.json is not None:
+        args.json.write_text(json.dumps(table, indent=1))
+    if args.card is not None:
+        old = entries_from_card(read_card(args.card))
+        write_calibration(args.card, calibration_block(merged(old, tuple(entries))), out=None)
+        print(f"wrote {len(entries)} calibration entries into {args.card}")
+    if args.figure is not None and rows:
+        figure(args.figure, rows, f"{shown}; {args.sampler} nfe={args.nfe} K={k}")
+
+
+def compare(args: argparse.Namespace, results: dict, mask_class: str, keys: list[str]) -> None:
+    """``args.sampler`` against DDS on the same cases: coverage of mean +- 2 raw std and of
+    mean +- finite_k_factor(K) raw std (what an exact posterior sampler would cover, bar prior
+    mismatch), PSNR, seconds."""
+    from diffusion_core.metrics import psnr
+
+    k = args.samples
+    fk = finite_k_factor(k)
+    print(
+        f"\n{mask_class}: {args.sampler} (nfe={args.nfe}) against dds, K={k}, matrix {args.matrix}"
+    )
+    print("| case | sampler | NFE | coverage raw 2 std | coverage raw finite-K (t) | PSNR dB | s |")
+    print("|---|---|---|---|---|---|---|")
+    table = []
+    for key in keys:
+        for sampler in ("dds", args.sampler):
+            name = f"{sampler}|{mask_class}|{short(key)}"
+            if name not in results:
+                continue
+            r = results[name]
+            c = scores_of(r)
+            inside = (r["ref"].abs() > 0.1 * r["ref"].abs().max()) & r["support"]
+            row = {
+                "case": short(key),
+                "sampler": sampler,
+                "nfe": r.get("nfe", args.nfe if sampler == args.sampler else 25),
+                "raw_2std": coverage(c.ratios(), 2.0),
+                "raw_finite_k": coverage(c.ratios(), fk),
+                "psnr": psnr(r["ref"], r["mean"], inside.numpy()),
+                "seconds": r["seconds"],
+            }
+            table.append(row)
+            print(
+                f"| {row['case']} | {sampler} | {row['nfe']} | {row['raw_2std']:.3f} | "
+                f"{row['raw_finite_k']:.3f} | {row['psnr']:.2f} | {row['seconds']:.0f} |"
+            )
+    if args.json is not None:
+        args.json.write_text(json.dumps(table, indent=1))
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--matrix", type=int, default=80)
     p.add_argument("--volume-cases", type=int, default=4)
-    p.add_argument("--mask", default="R=4 1D random")
+    p.add_argument("--masks", nargs="+", default=list(MASK_CLASSES), choices=MASK_CLASSES)
     p.add_argument(
         "--max-cases", type=int, help="use only the first N cases (interleaved subjects)"
     )
     p.add_argument("--figure-case", type=int, default=0, help="which case the figure shows")
     p.add_argument("--fit-only", action="store_true", help="fit on the cached reconstructions only")
+    p.add_argument("--sampler", default="dds", choices=("dds", "langevin"))
     p.add_argument("--nfe", type=int, default=25)
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--cg-iters", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--card", type=Path, help="model card to write the fit into")
     p.add_argument("--figure", type=Path)
+    p.add_argument("--json", type=Path, help="per-case numbers")
     p.add_argument("--cache", type=Path, default=Path("/tmp/calibrate_default.pt"))
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(2)
-    cfg = ReconConfig(nfe=args.nfe, num_samples=args.samples, cg_iters=args.cg_iters)
+    torch.set_num_threads(args.threads)
+    cfg = ReconConfig(
+        sampler=args.sampler, nfe=args.nfe, num_samples=args.samples, cg_iters=args.cg_iters
+    )
     results = torch.load(args.cache, weights_only=True) if args.cache.is_file() else {}
-    if args.fit_only:  # the cached reconstructions, in the order they were made
-        todo = [(name, r["subject"]) for name, r in results.items()][: args.max_cases]
+    per_mask = {}
+    for mask_class in args.masks:
+        if args.fit_only:  # the cached reconstructions, in the order they were made
+            prefix = f"{args.sampler}|{mask_class}|"
+            keys = [k for k in results if k.startswith(prefix)][: args.max_cases]
+        else:
+            keys = reconstruct_cases(args, cfg, mask_class, results)
+        if keys:
+            per_mask[mask_class] = keys
+    if args.sampler == "dds":
+        report(args, results, per_mask)
     else:
-        todo = reconstruct_cases(args, cfg, results)
-    names = [t[0] for t in todo]
-    rs = [results[n] for n in names]
-    ratios = [pixel_ratios(r["ref"], r["mean"], r["std"]) for r in rs]
-    groups = [r["subject"] for r in rs]
-    ks = [args.samples] * len(rs)
-    # leave-one-subject-out; with one subject only, leave-one-case-out (said in the output)
-    held_by = "subject" if len(set(groups)) > 1 else "case (one subject only)"
-    loso = leave_one_out(ratios, ks, groups if len(set(groups)) > 1 else names)
-    fk = finite_k_factor(args.samples)
-    print(
-        f"setting: dds nfe={args.nfe} K={args.samples} cg_iters={args.cg_iters} {args.mask}, matrix {args.matrix}"
-    )
-    print(f"calibrated column: factor fitted without the held-out {held_by}")
-    print(
-        "| held-out case | coverage raw 2 std | coverage calibrated (held out) | factor | mean half-width / mean |ref| | s |"
-    )
-    print("|---|---|---|---|---|---|")
-    for n, r, rat, f in zip(names, rs, ratios, loso, strict=True):
-        half = f.factor * fk * r["std"]
-        inside = r["ref"].abs() > 0.1 * r["ref"].abs().max()
-        width = float(half[inside].mean() / r["ref"].abs()[inside].mean())
-        print(
-            f"| {n} | {coverage(rat, 2.0):.3f} | {coverage(rat, f.factor * fk):.3f} | {f.factor:.2f} | {width:.3f} | {r['seconds']:.0f} |"
-        )
-    fit = fit_factor(ratios, ks)
-    print(
-        f"fit on all {len(rs)} cases ({fit.method}): factor {fit.factor:.3f}, mean coverage {fit.mean_coverage:.3f}"
-    )
-    setting = Setting(
-        "dds", args.nfe, args.samples, args.cg_iters, acceleration_class(rs[0]["mask"])
-    )
-    data = (
-        f"{len(rs)} held-out cases, {args.matrix}x{args.matrix}, {args.mask}: "
-        + ", ".join(sorted(set(groups)))
-        + " (benchmarks/generalization_cases.py, benchmarks/calibrate_default.py)"
-    )
-    before = float(np.mean([coverage(r, 2.0) for r in ratios]))
-    entry = CalibrationEntry(
-        setting, fit.factor, fit.method, len(rs), data, before, fit.mean_coverage
-    )
-    if args.card is not None:
-        old = entries_from_card(read_card(args.card))
-        write_calibration(args.card, calibration_block(merged(old, (entry,))), out=None)
-        print(f"wrote the calibration into {args.card}")
-    if args.figure is not None:
-        i = args.figure_case
-        r, f = rs[i], loso[i]
-        figure(
-            args.figure,
-            r["ref"],
-            r["mean"],
-            f.factor * fk * r["std"],
-            f"{names[i]}: dds nfe={args.nfe} K={args.samples}, factor {f.factor:.2f} fitted "
-            f"without it ({held_by})",
-        )
+        for mask_class, keys in per_mask.items():
+            compare(args, results, mask_class, keys)
     return 0
 
 

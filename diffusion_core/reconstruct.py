@@ -41,6 +41,7 @@ from diffusion_core.uncertainty import (
     Setting,
     acceleration_class,
     calibrate_std,
+    mask_sampling,
 )
 from diffusion_core.validation import require_complex, require_finite
 
@@ -290,8 +291,13 @@ def reconstruct(
         log.info("std: %s", cal.note)
     else:
         std = xs.var(0).sqrt()
-        setting = Setting(cfg.sampler, cfg.nfe, k, cfg.cg_iters, acceleration_class(mask))
-        cal = calibrate_std(std, setting, cfg.calibration)
+        setting = Setting(
+            cfg.sampler, cfg.nfe, k, cfg.cg_iters, acceleration_class(mask), mask_sampling(mask)
+        )
+        # the noise the mean keeps from the sampled fraction of k-space (data units), where the
+        # image is reconstructed (outside the support mean and std stay exactly zero)
+        noise_var = float(mask.mean()) * (noise_sigma * scale) ** 2 * support.to(std.dtype)
+        cal = calibrate_std(std, setting, cfg.calibration, noise_var)
     return Reconstruction(
         mean,
         cal.std,

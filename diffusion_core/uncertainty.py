@@ -1,18 +1,26 @@
-"""Calibrated posterior standard deviations: a finite-K model and a conformal factor per setting.
+"""Calibrated posterior standard deviations: a finite-K model, a noise term, a conformal factor.
 
 The raw std of K posterior samples under-states the error for three reasons: a sample std of K
-draws is itself noisy, a fast sampler under-disperses, and the prior does not match unseen anatomy.
-The half-width of the nominal 95 % interval is modelled as
+draws is itself noisy, a fast sampler under-disperses (DDS keeps the measured, noisy k-space
+values in every sample, so the measurement noise the mean carries is not in their spread), and
+the prior does not match unseen anatomy. The half-width of the nominal 95 % interval is modelled as
 
-    h = factor * finite_k_factor(K) * std_raw,    std = h / Z_NOMINAL   (mean +- 2 std is the interval)
+    h = factor * finite_k_factor(K) * sqrt(std_raw^2 + noise_weight * f * sigma^2)
+    std = h / Z_NOMINAL   (mean +- 2 std is the interval)
 
 ``finite_k_factor(K) = sqrt((K + 1) / K) * t_{0.975, K-1}`` is exact for an exact Gaussian posterior
 sampled K times (a fresh draw against the mean and std of K draws is a scaled Student t), so one
-``factor`` carries over between K; ``factor`` absorbs the rest (sampler, prior mismatch) and is
-fitted per :class:`Setting` on held-out cases by split-conformal risk control (Angelopoulos et al.
-2022, "Conformal risk control"; their image-to-image regression paper calibrates an interval
-width the same way): the loss of a case is the fraction of its object pixels outside the interval,
-so the guarantee is on the per-image coverage, not on pixels pooled as if independent.
+``factor`` carries over between K. ``f sigma^2`` is the variance per real channel that white
+measurement noise (sigma per real channel, orthonormal FFT, unit-RSS coil maps) leaves in an image
+made from the sampled fraction f of k-space: the noise the mean keeps and the samples do not
+spread; ``noise_weight`` (0 in cards written before it existed: the factor-only model) says how
+much of it the error shows. ``factor`` absorbs the rest (sampler, prior mismatch) and is fitted per
+:class:`Setting` on held-out cases by split-conformal risk control (Angelopoulos et al. 2022,
+"Conformal risk control"; their image-to-image regression paper calibrates an interval width the
+same way): the loss of a case is the fraction of its object pixels outside the interval, so the
+guarantee is on the per-image coverage, not on pixels pooled as if independent. ``noise_weight``
+is chosen on the same cases, from a short grid, as the one that makes the cases' own 95 % factors
+most alike (the spread that a single factor cannot remove).
 
 Scores use the rule of the benchmark: magnitudes, |mean| scaled by the least-squares scalar ``a``
 fitting it to |ref|, and ``a std``; object pixels are those above 10 % of max |ref|.
@@ -22,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -56,19 +64,35 @@ def acceleration_class(mask: torch.Tensor) -> int:
     return max(1, 2 ** round(math.log2(mask.numel() / sampled)))
 
 
+def mask_sampling(mask: torch.Tensor) -> str:
+    """``"1d"`` if mask (ky, kx) samples whole lines (every column, or every row, is all sampled
+    or all empty), else ``"2d"``: at the same R the two alias differently (coherent folds against
+    incoherent noise), so their std calibrations differ."""
+    m = mask != 0
+    lines = bool((m == m.any(0, keepdim=True)).all()) or bool((m == m.any(1, keepdim=True)).all())
+    return "1d" if lines else "2d"
+
+
+# what an entry written before the sampling dimension was recorded matches: either, at a cost
+UNRECORDED = ""
+
+
 @dataclass(frozen=True)
 class Setting:
-    """What a calibration is valid for: sampler, NFE, samples K, CG iterations, acceleration class."""
+    """What a calibration is valid for: sampler, NFE, samples K, CG iterations, acceleration class
+    and ``sampling`` (:func:`mask_sampling`; :data:`UNRECORDED` in cards written before it was)."""
 
     sampler: str
     nfe: int
     num_samples: int
     cg_iters: int
     acceleration: int
+    sampling: str = UNRECORDED
 
     def distance(self, other: Setting) -> float:
-        """inf across samplers; else the summed |log2| ratios of NFE, CG iterations, acceleration
-        (K does not count: the finite-K model carries the factor over)."""
+        """inf across samplers; else the summed |log2| ratios of NFE, CG iterations, acceleration,
+        plus 1 (a factor 2 in R) for 1D against 2D sampling and 0.5 where one side did not record
+        it (K does not count: the finite-K model carries the factor over)."""
         if self.sampler != other.sampler:
             return math.inf
         pairs = (
@@ -76,12 +100,19 @@ class Setting:
             (self.cg_iters, other.cg_iters),
             (self.acceleration, other.acceleration),
         )
-        return sum(abs(math.log2(a / b)) for a, b in pairs)
+        if self.sampling == other.sampling:
+            dims = 0.0
+        elif UNRECORDED in (self.sampling, other.sampling):
+            dims = 0.5
+        else:
+            dims = 1.0
+        return dims + sum(abs(math.log2(a / b)) for a, b in pairs)
 
     def label(self) -> str:
+        dims = f" {self.sampling.upper()}" if self.sampling != UNRECORDED else ""
         return (
             f"{self.sampler} nfe={self.nfe} K={self.num_samples} cg_iters={self.cg_iters} "
-            f"R~{self.acceleration}"
+            f"R~{self.acceleration}{dims}"
         )
 
 
@@ -97,6 +128,7 @@ class CalibrationEntry:
     coverage_before: float
     coverage_after: float
     alpha: float = ALPHA
+    noise_weight: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +142,11 @@ class CalibrationEntry:
             raise ValueError(f"calibration entry {d!r}: malformed ({err})") from err
         if not (entry.factor > 0 and math.isfinite(entry.factor)):
             raise ValueError(f"calibration entry {entry.setting.label()}: factor {entry.factor}")
+        if not (entry.noise_weight >= 0 and math.isfinite(entry.noise_weight)):
+            raise ValueError(
+                f"calibration entry {entry.setting.label()}: noise_weight {entry.noise_weight}, "
+                "expected a finite value >= 0"
+            )
         return entry
 
 
@@ -140,9 +177,15 @@ def lookup(entries: tuple[CalibrationEntry, ...], want: Setting) -> CalibrationE
 
 
 def calibrate_std(
-    std_raw: torch.Tensor, want: Setting, entries: tuple[CalibrationEntry, ...]
+    std_raw: torch.Tensor,
+    want: Setting,
+    entries: tuple[CalibrationEntry, ...],
+    noise_var: float | torch.Tensor = 0.0,
 ) -> CalibratedStd:
-    """Apply the nearest calibration to a raw std (K = want.num_samples >= 2); say what was done."""
+    """Apply the nearest calibration to a raw std (K = want.num_samples >= 2); say what was done.
+    ``noise_var``: f sigma^2 in the units of std_raw squared (the module docstring), a number or
+    a map like std_raw (0 where nothing is reconstructed); ``factor`` of the result is the
+    multiplier of sqrt(std_raw^2 + noise_weight * noise_var)."""
     entry = lookup(entries, want)
     if entry is None:
         note = f"uncalibrated: no calibration for sampler {want.sampler!r} in the model card"
@@ -156,27 +199,59 @@ def calibrate_std(
     else:
         note = f"nearest calibration {entry.setting.label()} used for {want.label()}"
         log.warning("std: %s", note)
-    return CalibratedStd(std_raw * factor, True, factor, entry.data, note)
+    if entry.noise_weight > 0:
+        note += f" (with measurement-noise term, noise_weight {entry.noise_weight:g})"
+        spread = (std_raw.square() + entry.noise_weight * noise_var).sqrt()
+    else:
+        spread = std_raw
+    return CalibratedStd(spread * factor, True, factor, entry.data, note)
 
 
-def pixel_ratios(
-    ref: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, support: torch.Tensor | None = None
-) -> np.ndarray:
-    """| a|mean| - |ref| | / (a std) on the object pixels of ref (y, x): float64 (n,), inf where
-    std = 0 and the error is not. ``support`` (y, x) bool: score only the object pixels inside it
-    (the reconstruction's support; outside it mean and std are zero by design and the images'
-    meta say the region was masked)."""
+@dataclass(frozen=True)
+class CaseScores:
+    """One case's object pixels: ``error`` = | a|mean| - |ref| | / a and ``std`` (both (n,)
+    float64, in the units of the std), and ``noise_var`` = f sigma^2 of its measurement."""
+
+    error: np.ndarray
+    std: np.ndarray
+    noise_var: float = 0.0
+
+    def ratios(self, noise_weight: float = 0.0) -> np.ndarray:
+        """error / sqrt(std^2 + noise_weight noise_var); inf where that is 0 and the error not."""
+        width = np.sqrt(self.std**2 + noise_weight * self.noise_var)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(
+                width > 0,
+                self.error / np.where(width > 0, width, 1.0),
+                np.where(self.error > 0, np.inf, 0.0),
+            )
+
+
+def case_scores(
+    ref: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    support: torch.Tensor | None = None,
+    noise_var: float = 0.0,
+) -> CaseScores:
+    """The :class:`CaseScores` of ref, mean (complex or magnitude) and std (y, x) on the object
+    pixels of ref, inside ``support`` (y, x) bool if given (the reconstruction's support; outside
+    it mean and std are zero by design and the images' meta say the region was masked)."""
     r, m, s = (t.detach().cpu().abs().double().numpy() for t in (ref, mean, std))
     a = float((m * r).sum() / max(float((m * m).sum()), 1e-30))
     inside = object_region(r)
     if support is not None:
         inside = inside & support.detach().cpu().numpy().astype(bool)
-    err, width = np.abs(a * m - r)[inside], (a * s)[inside]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(
-            width > 0, err / np.where(width > 0, width, 1.0), np.where(err > 0, np.inf, 0)
-        )
-    return out
+    a = max(a, 1e-30)
+    return CaseScores((np.abs(a * m - r) / a)[inside], s[inside], noise_var)
+
+
+def pixel_ratios(
+    ref: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, support: torch.Tensor | None = None
+) -> np.ndarray:
+    """| a|mean| - |ref| | / (a std) on the object pixels of ref (y, x) (inside ``support``):
+    float64 (n,), inf where std = 0 and the error is not (:func:`case_scores`)."""
+    return case_scores(ref, mean, std, support).ratios()
 
 
 def coverage(ratios: np.ndarray, half_width: float) -> float:
@@ -189,6 +264,7 @@ class Fit:
     factor: float
     method: str
     mean_coverage: float
+    noise_weight: float = 0.0
 
 
 def fit_factor(ratio_sets: list[np.ndarray], ks: list[int], alpha: float = ALPHA) -> Fit:
@@ -237,10 +313,51 @@ def leave_one_out(
     return fits
 
 
+# the noise weights fit_model chooses among: none, and 1/8 to 2 of the noise the mean keeps
+NOISE_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0)
+
+
+def case_factor_spread(cases: list[CaseScores], noise_weight: float, alpha: float = ALPHA) -> float:
+    """Std over cases of log(own 1 - alpha quantile of the ratios): 0 when one factor gives every
+    case the same coverage; what :func:`fit_model` makes small."""
+    return float(np.std([np.log(np.quantile(c.ratios(noise_weight), 1 - alpha)) for c in cases]))
+
+
+def fit_model(
+    cases: list[CaseScores],
+    ks: list[int],
+    alpha: float = ALPHA,
+    noise_weights: tuple[float, ...] = NOISE_WEIGHTS,
+) -> Fit:
+    """The noise weight of ``noise_weights`` with the least :func:`case_factor_spread` (ties: the
+    smaller weight), then the factor on its ratios by :func:`fit_factor`. One case, or cases all
+    without noise, keep the factor-only model (nothing to choose a weight from)."""
+    weights = noise_weights if len(cases) > 1 and any(c.noise_var > 0 for c in cases) else (0.0,)
+    best = min(weights, key=lambda w: (round(case_factor_spread(cases, w, alpha), 9), w))
+    fit = fit_factor([c.ratios(best) for c in cases], ks, alpha)
+    return Fit(fit.factor, fit.method, fit.mean_coverage, best)
+
+
+def leave_one_out_model(
+    cases: list[CaseScores], ks: list[int], groups: list[str], alpha: float = ALPHA
+) -> list[Fit]:
+    """For each case, :func:`fit_model` on the cases of every other group (subject)."""
+    fits = []
+    for g in groups:
+        keep = [i for i, h in enumerate(groups) if h != g]
+        if not keep:
+            raise ValueError(f"leave-one-out: group {g!r} is the only one; need >= 2 subjects")
+        fits.append(fit_model([cases[i] for i in keep], [ks[i] for i in keep], alpha))
+    return fits
+
+
 MODEL = (
-    "std = factor * finite_k_factor(K) * std_raw / 2 with finite_k_factor(K) = sqrt((K+1)/K) "
-    "t_{0.975,K-1} (diffusion_core.uncertainty); mean +- 2 std is the nominal 95 % interval of "
-    "| a|mean| - |x| | on object pixels"
+    "std = factor * finite_k_factor(K) * sqrt(std_raw^2 + noise_weight * f * sigma^2) / 2 with "
+    "finite_k_factor(K) = sqrt((K+1)/K) t_{0.975,K-1}, f the sampled fraction of k-space, sigma "
+    "the measurement noise per real channel in image units (f sigma^2: the noise the mean keeps "
+    "from the sampled data, absent from the spread of the samples; noise_weight 0 or missing: "
+    "std = factor * finite_k_factor(K) * std_raw / 2) (diffusion_core.uncertainty); mean +- 2 std "
+    "is the nominal 95 % interval of | a|mean| - |x| | on object pixels"
 )
 
 
@@ -258,6 +375,7 @@ def entries_from_card(card: dict[str, Any]) -> tuple[CalibrationEntry, ...]:
 def merged(
     old: tuple[CalibrationEntry, ...], new: tuple[CalibrationEntry, ...]
 ) -> tuple[CalibrationEntry, ...]:
-    """``old`` with entries of the same setting replaced by ``new``."""
-    replaced = {e.setting for e in new}
+    """``old`` with entries of the same setting replaced by ``new``; an old entry that did not
+    record its sampling is replaced by a new one that matches it in everything else."""
+    replaced = {e.setting for e in new} | {replace(e.setting, sampling=UNRECORDED) for e in new}
     return tuple(e for e in old if e.setting not in replaced) + new

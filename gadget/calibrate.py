@@ -3,9 +3,10 @@
 Reads slices as the training command does (:mod:`diffusion_core.training.data`: NIfTI / MGZ
 volumes, ISMRMRD or fastMRI HDF5), turns each into a measurement with simulated coils, noise and
 each named mask (:mod:`diffusion_core.calibration_cases`), reconstructs it at the named setting,
-and fits one factor per (setting, acceleration class) (:mod:`diffusion_core.uncertainty`). Prints
-the object-pixel coverage of mean +- 2 std per case before calibration and after it, the "after"
-factor fitted without the case's subject (without the case itself when there is one subject),
+and fits a noise weight and a factor per setting (sampler, NFE, K, CG iterations, acceleration
+class, 1D or 2D sampling) (:mod:`diffusion_core.uncertainty`). Prints the object-pixel coverage of
+mean +- 2 std per case before calibration and after it, the "after" model fitted without the
+case's subject (without the case itself when there is one subject),
 and writes the fit on all cases into the model card at ``--out`` (a copy of card and weights;
 ``--in-place`` writes into the prior's own card).
 """
@@ -116,16 +117,18 @@ def run(config: CalibrateConfig) -> int:
     from diffusion_core.reconstruct import ReconConfig, reconstruct
     from diffusion_core.uncertainty import (
         CalibrationEntry,
+        CaseScores,
         Setting,
         acceleration_class,
         calibration_block,
+        case_scores,
         coverage,
         entries_from_card,
         finite_k_factor,
-        fit_factor,
-        leave_one_out,
+        fit_model,
+        leave_one_out_model,
+        mask_sampling,
         merged,
-        pixel_ratios,
     )
     from gadget.recon import choose_device
 
@@ -141,7 +144,7 @@ def run(config: CalibrateConfig) -> int:
     )
     g = torch.Generator().manual_seed(config.seed)
     jobs = [(s, MaskSpec.parse(m)) for s in slices for m in config.masks]
-    results: dict[str, list[tuple[str, str, np.ndarray]]] = {}
+    results: dict[str, list[tuple[str, str, CaseScores]]] = {}
     settings: dict[str, Setting] = {}
     for (name, subject, image), spec in tqdm(jobs, desc="calibrate", disable=not config.progress):
         kspace, truth = simulated_measurement(image, config.coils, config.noise, g)
@@ -156,7 +159,9 @@ def run(config: CalibrateConfig) -> int:
             generator=torch.Generator(device).manual_seed(len(results)),
         )
         assert out.std_raw is not None
-        scores = pixel_ratios(truth, out.mean.cpu(), out.std_raw.cpu(), out.support.cpu())
+        # the noise the mean keeps from the sampled fraction f of k-space: f sigma^2
+        noise_var = float(mask.mean()) * (out.noise_sigma * out.scale) ** 2
+        scores = case_scores(truth, out.mean.cpu(), out.std_raw.cpu(), out.support.cpu(), noise_var)
         results.setdefault(spec.label(), []).append((name, subject, scores))
         settings[spec.label()] = Setting(
             config.sampler,
@@ -164,34 +169,50 @@ def run(config: CalibrateConfig) -> int:
             config.num_samples,
             config.cg_iters,
             acceleration_class(mask),
+            mask_sampling(mask),
         )
     fk = finite_k_factor(config.num_samples)
     entries = []
-    print("| case | mask | coverage raw 2 std | coverage calibrated (held out) | factor |")
+    print(
+        "| case | mask | coverage raw 2 std | coverage calibrated (held out) "
+        "| noise_weight, factor |"
+    )
     print("|---|---|---|---|---|")
     for label, cases in results.items():
-        ratios = [c[2] for c in cases]
+        scored = [c[2] for c in cases]
         subjects = [c[1] for c in cases]
         groups = subjects if len(set(subjects)) > 1 else [c[0] for c in cases]
         held = (
-            leave_one_out(ratios, [config.num_samples] * len(cases), groups)
+            leave_one_out_model(scored, [config.num_samples] * len(cases), groups)
             if len(cases) > 1
             else []
         )
-        for i, (name, _, r) in enumerate(cases):
-            after = f"{coverage(r, held[i].factor * fk):.3f}" if held else "n/a (one case)"
-            factor = f"{held[i].factor:.2f}" if held else ""
-            print(f"| {name} | {label} | {coverage(r, 2.0):.3f} | {after} | {factor} |")
-        fit = fit_factor(ratios, [config.num_samples] * len(cases))
-        before = float(np.mean([coverage(r, 2.0) for r in ratios]))
+        for i, (name, _, c) in enumerate(cases):
+            raw = coverage(c.ratios(), 2.0)
+            if held:
+                h = held[i]
+                after = f"{coverage(c.ratios(h.noise_weight), h.factor * fk):.3f}"
+                factor = f"{h.noise_weight:g}, {h.factor:.2f}"
+            else:
+                after, factor = "n/a (one case)", ""
+            print(f"| {name} | {label} | {raw:.3f} | {after} | {factor} |")
+        fit = fit_model(scored, [config.num_samples] * len(cases))
+        before = float(np.mean([coverage(c.ratios(), 2.0) for c in scored]))
         data = f"{len(cases)} cases from {', '.join(sorted(set(subjects)))} ({label}, simulated coils x{config.coils}, noise {config.noise:g})"
         entries.append(
             CalibrationEntry(
-                settings[label], fit.factor, fit.method, len(cases), data, before, fit.mean_coverage
+                settings[label],
+                fit.factor,
+                fit.method,
+                len(cases),
+                data,
+                before,
+                fit.mean_coverage,
+                noise_weight=fit.noise_weight,
             )
         )
         print(
-            f"{label}: factor {fit.factor:.3f} fitted on all {len(cases)} cases ({fit.method}); "
+            f"{label}: noise_weight {fit.noise_weight:g}, factor {fit.factor:.3f} fitted on all {len(cases)} cases ({fit.method}); "
             f"mean coverage {before:.3f} raw -> {fit.mean_coverage:.3f}; held out by "
             + ("subject" if groups is subjects else "case (one subject)")
         )

@@ -14,20 +14,29 @@ from scipy.stats import norm
 
 from diffusion_core.checkpoint import load_checkpoint, read_calibration, write_calibration
 from diffusion_core.denoiser import GaussianDenoiser
+from diffusion_core.masks import poisson_disc_mask, random_columns_mask
 from diffusion_core.priors import DEFAULT_PRIOR_PATH
 from diffusion_core.reconstruct import ReconConfig, reconstruct
 from diffusion_core.uncertainty import (
     CRC,
     EMPIRICAL,
+    UNRECORDED,
     CalibrationEntry,
+    CaseScores,
     Setting,
     acceleration_class,
     calibrate_std,
     calibration_block,
+    case_scores,
     entries_from_card,
     finite_k_factor,
     fit_factor,
+    fit_model,
     leave_one_out,
+    leave_one_out_model,
+    lookup,
+    mask_sampling,
+    merged,
     pixel_ratios,
 )
 
@@ -110,6 +119,68 @@ def test_leave_one_out_never_fits_on_the_held_out_group() -> None:
         leave_one_out([narrow], [K], ["a"])
 
 
+# Synthetic problem for the noise term: case i has a sample std s_i (per pixel) and a noise term
+# v_i = f sigma_i^2, and its error is Gaussian with variance s^2 + W v (W = 0.5: the mean keeps
+# half the noise the samples do not show). With the right weight every case's ratio is |N(0, 1)|
+# and a fresh case's coverage at half-width lam is 2 Phi(lam) - 1 whatever its noise; with the
+# factor only it is 2 Phi(lam s / sqrt(s^2 + W v)) - 1, per case: both exact.
+W = 0.5
+
+
+def _noisy_case(rng: np.random.Generator, noise_var: float, pixels: int = 4000) -> CaseScores:
+    std = rng.uniform(0.5, 1.5, size=pixels)
+    error = np.abs(rng.normal(size=pixels) * np.sqrt(std**2 + W * noise_var))
+    return CaseScores(error, std, noise_var)
+
+
+def _exact_case_coverage(half_width: float, noise_weight: float, noise_var: float) -> float:
+    """Exact coverage of a fresh case at noise_var (std uniform on [0.5, 1.5], by quadrature)."""
+    std = np.linspace(0.5, 1.5, 2001)
+    scale = np.sqrt(std**2 + noise_weight * noise_var) / np.sqrt(std**2 + W * noise_var)
+    return float(np.mean(2 * norm.cdf(half_width * scale) - 1))
+
+
+def test_noise_term_gives_every_noise_level_the_nominal_coverage() -> None:
+    rng = np.random.default_rng(3)
+    levels = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 0.25, 3.0]
+    cases = [_noisy_case(rng, v) for v in levels]
+    fit = fit_model(cases, [K] * len(cases))
+    assert fit.noise_weight == W
+    lam = fit.factor * finite_k_factor(K)
+    assert lam == pytest.approx(1.96, abs=0.03)
+    for v in (0.0, 1.0, 10.0):  # fresh cases, quiet to noisier than any fitted on
+        assert abs(_exact_case_coverage(lam, W, v) - 0.95) < 0.005, v
+    # the factor alone, fitted on the same cases, over-covers quiet and under-covers noisy ones
+    only = fit_factor([c.ratios() for c in cases], [K] * len(cases))
+    lam0 = only.factor * finite_k_factor(K)
+    assert _exact_case_coverage(lam0, 0.0, 0.0) > 0.98
+    assert _exact_case_coverage(lam0, 0.0, 10.0) < 0.85
+
+
+def test_fit_model_keeps_the_factor_only_model_without_noise_and_loo_holds_out() -> None:
+    rng = np.random.default_rng(4)
+    quiet = [_noisy_case(rng, 0.0) for _ in range(4)]
+    fit = fit_model(quiet, [K] * 4)
+    assert fit.noise_weight == 0.0
+    assert fit.factor == fit_factor([c.ratios() for c in quiet], [K] * 4).factor
+    wide = CaseScores(np.full(100, 10.0), np.ones(100), 0.0)
+    narrow = CaseScores(np.linspace(0.01, 1.0, 100), np.ones(100), 0.0)
+    fits = leave_one_out_model([narrow, narrow, wide], [K] * 3, ["a", "a", "b"])
+    assert fits[2].factor * finite_k_factor(K) == pytest.approx(0.95, abs=0.011)
+    assert fits[0].factor == pytest.approx(10.0 / finite_k_factor(K))
+
+
+def test_case_scores_ratios_are_the_pixel_ratios_and_add_the_noise() -> None:
+    ref = torch.zeros(4, 4, dtype=torch.complex64)
+    ref[1:3, 1:3] = 1.0
+    mean = ref * 1.5
+    mean[1, 1] = 2.0
+    std = torch.full((4, 4), 0.3)
+    c = case_scores(ref, mean, std, noise_var=0.16)
+    np.testing.assert_allclose(c.ratios(), pixel_ratios(ref, mean, std))
+    np.testing.assert_allclose(c.ratios(1.0), c.ratios() * 0.3 / 0.5)  # sqrt(0.09 + 0.16)
+
+
 def test_pixel_ratios_use_the_fitted_magnitudes_on_the_object() -> None:
     ref = torch.zeros(4, 4, dtype=torch.complex64)
     ref[1:3, 1:3] = 1.0
@@ -164,6 +235,80 @@ def test_acceleration_class() -> None:
         acceleration_class(torch.zeros(4, 4))
 
 
+def test_mask_sampling_tells_lines_from_2d() -> None:
+    assert mask_sampling(random_columns_mask((32, 32), 4.0, 8, 0)) == "1d"
+    assert mask_sampling(random_columns_mask((32, 32), 4.0, 8, 0).T) == "1d"  # rows
+    assert mask_sampling(poisson_disc_mask((32, 32), 8.0, 12, 0)) == "2d"
+
+
+def test_lookup_picks_the_entry_of_each_mask_class() -> None:
+    """Poisson R=8 and 1D R=8 have the same acceleration class; the sampling tells them apart."""
+    entries = tuple(
+        CalibrationEntry(Setting("dds", 25, 4, 5, acc, dims), f, EMPIRICAL, 8, "syn", 0.6, 0.95)
+        for acc, dims, f in ((4, "1d", 1.8), (8, "1d", 2.5), (8, "2d", 2.1))
+    )
+    for mask, factor in (
+        (random_columns_mask((64, 64), 4.0, 8, 0), 1.8),
+        (random_columns_mask((64, 64), 8.0, 8, 0), 2.5),
+        (poisson_disc_mask((64, 64), 8.0, 12, 0), 2.1),
+    ):
+        want = Setting("dds", 25, 4, 5, acceleration_class(mask), mask_sampling(mask))
+        assert acceleration_class(mask) == (4 if factor == 1.8 else 8)
+        found = lookup(entries, want)
+        assert found is not None and found.factor == factor and found.setting == want
+    # R=4 Poisson has no entry: 1D R=4 and 2D R=8 are both at distance 1; one is used, said so
+    near = calibrate_std(torch.ones(2, 2), Setting("dds", 25, 4, 5, 4, "2d"), entries)
+    assert near.note.startswith("nearest calibration")
+
+
+def test_an_old_single_entry_card_still_works(caplog: pytest.LogCaptureFixture) -> None:
+    """A block written before ``sampling`` and ``noise_weight``: read as sampling unrecorded and
+    the factor-only model, used as the nearest entry (said), replaced by a new fit of its setting."""
+    old = {
+        "model": "std = factor * finite_k_factor(K) * std_raw / 2",
+        "entries": [
+            {
+                "setting": {
+                    "sampler": "dds",
+                    "nfe": 25,
+                    "num_samples": 4,
+                    "cg_iters": 5,
+                    "acceleration": 4,
+                },
+                "factor": 1.8524,
+                "method": "empirical mean coverage",
+                "cases": 10,
+                "data": "10 held-out cases",
+                "coverage_before": 0.58,
+                "coverage_after": 0.95,
+                "alpha": 0.05,
+            }
+        ],
+    }
+    (entry,) = entries_from_card({"calibration": old})
+    assert entry.setting.sampling == UNRECORDED and entry.noise_weight == 0.0
+    std = torch.full((2, 2), 0.1)
+    cal = calibrate_std(std, Setting("dds", 25, 4, 5, 4, "1d"), (entry,), noise_var=5.0)
+    assert cal.calibrated and "nearest calibration" in cal.note
+    assert torch.allclose(cal.std, std * 1.8524 * finite_k_factor(4) / 2.0)  # no noise term
+    new = CalibrationEntry(Setting("dds", 25, 4, 5, 4, "1d"), 1.7, EMPIRICAL, 10, "n", 0.6, 0.95)
+    other = CalibrationEntry(Setting("dds", 25, 4, 5, 8, "1d"), 2.4, EMPIRICAL, 10, "n", 0.5, 0.95)
+    assert merged((entry,), (new,)) == (new,)
+    assert merged((entry,), (other,)) == (entry, other)
+
+
+def test_noise_term_applied_by_calibrate_std() -> None:
+    entry = CalibrationEntry(
+        Setting("dds", 25, 4, 5, 4, "1d"), 1.6, EMPIRICAL, 10, "n", 0.6, 0.95, noise_weight=0.25
+    )
+    std = torch.tensor([[0.0, 0.3], [0.4, 1.0]])
+    cal = calibrate_std(std, entry.setting, (entry,), noise_var=0.64)
+    f = 1.6 * finite_k_factor(4) / 2.0
+    assert cal.factor == pytest.approx(f) and "noise_weight 0.25" in cal.note
+    expected = f * torch.tensor([[0.4, 0.5], [0.32**0.5, 1.16**0.5]])  # sqrt(std^2 + 0.16)
+    assert torch.allclose(cal.std, expected)
+
+
 def test_card_block_round_trip_on_a_copy(tmp_path) -> None:
     before = DEFAULT_PRIOR_PATH.with_suffix(".json").read_bytes()
     stem = tmp_path / "mine"
@@ -213,6 +358,30 @@ def test_reconstruct_applies_the_calibration_and_keeps_the_raw_std() -> None:
     expected = 1.5 * finite_k_factor(3) / 2.0
     assert cal.calibration_factor == pytest.approx(expected)
     assert torch.allclose(cal.std, raw.std * expected)
+
+
+def test_reconstruct_adds_the_noise_the_mean_keeps() -> None:
+    prior, kspace, mask, maps = _problem()
+    cfg = ReconConfig(nfe=4, num_samples=3, cg_iters=3, sigma_max=20.0, noise_sigma=0.01)
+    entry = CalibrationEntry(
+        Setting("dds", 4, 3, 3, acceleration_class(mask), mask_sampling(mask)),
+        1.5,
+        EMPIRICAL,
+        8,
+        "synthetic",
+        0.7,
+        0.95,
+        noise_weight=2.0,
+    )
+    cfg = ReconConfig(**{**cfg.__dict__, "calibration": (entry,)})
+    out = reconstruct(
+        kspace, mask, prior, cfg, maps=maps, generator=torch.Generator().manual_seed(1)
+    )
+    assert out.std_raw is not None and "noise_weight 2" in out.calibration_note
+    noise_var = float(mask.mean()) * (0.01 * out.scale) ** 2
+    expected = 1.5 * finite_k_factor(3) / 2.0 * (out.std_raw**2 + 2.0 * noise_var).sqrt()
+    assert torch.allclose(out.std, expected)
+    assert float((out.std - out.std_raw * out.calibration_factor).min()) > 0
 
 
 def test_one_sample_says_it_has_no_std() -> None:
