@@ -9,7 +9,6 @@ Every object offers the same four operations on a batch of images ``x``:
 * ``weight(step)``: the weight that makes ``prox`` the implicit likelihood step matching a Langevin or
   diffusion step of size ``step`` (``step / noise_sigma^2``; infinite for noise-free data).
 * ``residual_norm(x)``: ||A x - y|| per batch item, differentiable (DPS).
-* ``noise_energy()``: E||n||^2 over the measured samples (the discrepancy principle's target).
 * ``noised(sigma, like, generator)``: y_sigma = y + sigma A z, the measurement of the noised image
   x_sigma = x + sigma z (Song, Shen, Xing, Ermon 2022).
 * ``restrict(x)``: x set to zero outside the support (below).
@@ -44,15 +43,11 @@ from diffusion_core.noise import complex_noise
 class DataConsistency(Protocol):
     """What a sampler may ask of the measurement."""
 
-    noise_sigma: float
-
     def prox(
         self, v: torch.Tensor, weight: float, y: torch.Tensor | None = None
     ) -> torch.Tensor: ...
 
     def weight(self, step: float) -> float: ...
-
-    def noise_energy(self) -> float: ...
 
     def residual_norm(self, x: torch.Tensor) -> torch.Tensor: ...
 
@@ -104,15 +99,10 @@ def image_support(maps: torch.Tensor, support: torch.Tensor | None = None) -> to
 class _Base:
     noise_sigma: float
     y: torch.Tensor
-    mask: torch.Tensor
     cg_iters: int
 
     def weight(self, step: float) -> float:
         return math.inf if self.noise_sigma == 0 else step / self.noise_sigma**2
-
-    def noise_energy(self) -> float:
-        """E||n||^2 over the measured samples: 2 noise_sigma^2 per measured complex entry."""
-        return 2.0 * self.noise_sigma**2 * float(self.mask.sum()) * int(self.y.shape[-3])
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -81,9 +81,6 @@ class ReconConfig:
     # benchmarks/prior_quality.md with the shipped prior (R=4 +0.44 dB, R=8 +0.11, Poisson +0.56,
     # held-out FLAIR subject +0.24; H100, 8 samples, 50 NFE).
     dc_scale: float = 3.0
-    # DDS only: no data-consistency step fits the data closer than ``discrepancy`` x the noise
-    # energy (its weight is lowered there; diffusion_core.discrepancy); None = no such cap
-    discrepancy: float | None = None
     # the prior's calibration of the std (model card, diffusion_core.uncertainty); () = none
     calibration: tuple[CalibrationEntry, ...] = ()
 
@@ -103,11 +100,6 @@ class ReconConfig:
             )
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size: expected >= 1 or None, got {self.batch_size}")
-        if self.discrepancy is not None and not (self.discrepancy > 0 and self.sampler == "dds"):
-            raise ValueError(
-                f"discrepancy: expected > 0 with sampler 'dds', or None; got {self.discrepancy} "
-                f"with {self.sampler!r}"
-            )
         if self.noise_sigma is not None and not self.noise_sigma >= 0:
             raise ValueError(f"noise_sigma: expected >= 0 or None, got {self.noise_sigma}")
 
@@ -332,15 +324,7 @@ def _run(cfg, x, sigmas, denoiser, dc, generator, callback) -> torch.Tensor:
     with torch.no_grad():
         if cfg.sampler == "dds":
             return sample_dds(
-                x,
-                sigmas,
-                denoiser,
-                dc,
-                generator,
-                callback,
-                eta=cfg.eta,
-                dc_scale=cfg.dc_scale,
-                discrepancy=cfg.discrepancy,
+                x, sigmas, denoiser, dc, generator, callback, eta=cfg.eta, dc_scale=cfg.dc_scale
             )
         if cfg.sampler == "song":
             return sample_song2022(

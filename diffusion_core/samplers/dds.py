@@ -26,7 +26,6 @@ import torch
 
 from diffusion_core.data_consistency import DataConsistency
 from diffusion_core.denoiser import Denoiser
-from diffusion_core.discrepancy import discrepancy_prox
 from diffusion_core.samplers.common import (
     Callback,
     SamplerStep,
@@ -47,13 +46,8 @@ def sample_dds(
     eta: float = 0.8,
     dc_scale: float = 1.0,
     sigma_data: float = 0.5,
-    discrepancy: float | None = None,
 ) -> torch.Tensor:
-    """Sample from x = x_T at sigmas[0]; NFE = len(sigmas) - 1.
-
-    ``discrepancy``: if given, no step fits the data closer than the noise: where the step's
-    weight would leave a residual below ``discrepancy`` x the noise energy, the weight is lowered
-    until it leaves exactly that (:func:`diffusion_core.discrepancy.discrepancy_prox`)."""
+    """Sample from x = x_T at sigmas[0]; NFE = len(sigmas) - 1."""
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta: expected in [0, 1], got {eta}")
     if dc_scale <= 0:
@@ -64,12 +58,7 @@ def sample_dds(
         x0 = denoise(denoiser, x, sigma, i + 1)
         # x0_hat is trusted to its expected error, that of the best linear denoiser (EDM's c_out^2)
         trust = dc_scale * sigma**2 * sigma_data**2 / (sigma**2 + sigma_data**2)
-        if discrepancy is None:
-            x0_dc = dc.prox(x0, dc.weight(trust))
-        else:
-            x0_dc = discrepancy_prox(
-                dc, x0, discrepancy, max_weight=dc.weight(trust), decades=3.0, bisections=6
-            )[0]
+        x0_dc = dc.prox(x0, dc.weight(trust))
         # DDIM around the corrected estimate, eps = (x - x0_dc) / sigma (see the module docstring)
         x = ancestral_step(x, x0_dc, sigma, sigma_next, generator, eta=eta)
         if callback is not None:
