@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+import ismrmrd
+
 from gadget.assembly import AssemblyError, SliceGroup, assemble, group_slices
 from gadget.config import GadgetConfig
 from gadget.geometry import EncodingGeometry
@@ -89,14 +91,37 @@ def each_slice(
                 on_failure(item)
 
 
+class OncePerSource:
+    """Send a failed slice's source downstream, a ReconData (the source of several slices) once.
+
+    The slices of one ReconData come one after another, so comparing with the last item sent
+    (a reference held, not an ``id``: the id of a freed item is reused by a new one, and a set of
+    ids once dropped a later slice's lines as "already sent") is enough and keeps no more than
+    one item alive. Acquisitions belong to one slice each and are always sent."""
+
+    def __init__(self, send: Callable[[object], None]) -> None:
+        self.send = send
+        self.last: object | None = None
+
+    def __call__(self, item: object) -> None:
+        if isinstance(item, ismrmrd.Acquisition):
+            self.send(item)
+        elif item is not self.last:
+            self.last = item
+            self.send(item)
+
+
 def run_slices(
     slices: Iterable[Any],
     reconstructor: Reconstructor,
     maker: ImageMaker,
     send: Callable[[object], None],
     summary: RunSummary,
+    once: OncePerSource | None = None,
 ) -> None:
-    """Reconstruct assembled slices, send their images (shared by the acquisition and buffer handlers)."""
+    """Reconstruct assembled slices, send their images (shared by the acquisition and buffer
+    handlers); a slice that fails has its source sent through ``once`` (shared with the
+    assembly's failures, so a ReconData goes downstream once)."""
 
     def reconstructed(assembled: Any) -> list[object]:
         started = time.perf_counter()
@@ -104,13 +129,11 @@ def run_slices(
         log.info("slice (%s) reconstructed in %.1f s", assembled.key, time.perf_counter() - started)
         return images
 
-    passed: set[int] = set()  # a ReconData is the source of several slices: pass it on once
+    pass_on = once or OncePerSource(send)
 
     def pass_on_source(assembled: Any) -> None:
         for item in assembled.source:
-            if id(item) not in passed:
-                passed.add(id(item))
-                send(item)
+            pass_on(item)
 
     for images in each_slice(reconstructed, slices, lambda s: s.key, summary, pass_on_source):
         for image in images:
@@ -150,12 +173,10 @@ def run_recon_data(
     """Reconstruct Gadgetron's buffered ReconData on ``connection`` and send the images back."""
     from gadget.buffers import BufferSlice, assemble_buffer, buffer_slices, recon_data_items
 
-    passed: set[int] = set()
+    once = OncePerSource(connection.send)
 
     def pass_on_data(job: BufferSlice) -> None:
-        if id(job.data) not in passed:  # once per ReconData, however many of its slices fail
-            passed.add(id(job.data))
-            connection.send(job.data)
+        once(job.data)  # once per ReconData, however many of its slices fail
 
     def slices(items: Iterator[object], summary: RunSummary) -> Iterator[Any]:
         jobs = buffer_slices(recon_data_items(items, forward=connection.send))
@@ -163,7 +184,7 @@ def run_recon_data(
             lambda job: assemble_buffer(job, geometry), jobs, str, summary, pass_on_data
         )
 
-    return _run(connection, slices, reconstructor, ImageMaker(geometry, config))
+    return _run(connection, slices, reconstructor, ImageMaker(geometry, config), once)
 
 
 def _run(
@@ -171,6 +192,7 @@ def _run(
     slices: Callable[[Iterator[object], RunSummary], Iterator[Any]],
     reconstructor: Reconstructor,
     maker: ImageMaker,
+    once: OncePerSource | None = None,
 ) -> RunSummary:
     """Run ``slices(items) -> reconstruct -> images -> send``; an error in the stream itself ends
     the run (logged, recorded), and what is left of the input is passed downstream unchanged."""
@@ -183,6 +205,7 @@ def _run(
             maker,
             connection.send,
             summary,
+            once,
         )
     except OSError as error:  # the peer is gone: nothing more can be sent to it
         summary.stream_error = f"the connection closed ({type(error).__name__}: {error})"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import ismrmrd
 import torch
 
 from gadget.config import GadgetConfig
-from gadget.pipeline import RunSummary, _run
+from gadget.pipeline import OncePerSource, RunSummary, _run
 
 
 class _Connection:
@@ -60,3 +61,25 @@ def test_prior_cache_loads_each_prior_once_and_shares_it():
     assert len(cache) == 1
     other = cache.get(GadgetConfig(device="cpu", bf16=True), torch.device("cpu"))
     assert other is not first and len(cache) == 2
+
+
+def test_failed_sources_are_all_sent_although_freed_items_reuse_their_ids():
+    # Acquisitions freed after they are sent hand their id to the next ones; a set of ids
+    # once took those for "already sent" and dropped a later failed slice's lines.
+    sent: list[int] = []
+    once = OncePerSource(lambda item: sent.append(item.scan_counter))
+    for counter in range(200):
+        acquisition = ismrmrd.Acquisition()
+        acquisition.scan_counter = counter
+        once(acquisition)
+        del acquisition
+    assert sent == list(range(200))
+
+
+def test_a_recon_data_failing_in_several_slices_goes_downstream_once():
+    sent: list[object] = []
+    once = OncePerSource(sent.append)
+    first, second = object(), object()
+    for item in (first, first, first, second, second):  # the slices of one ReconData in turn
+        once(item)
+    assert sent == [first, second]
