@@ -7,6 +7,7 @@ Each stage is a generator over the previous one, so the handler reads like
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -122,9 +123,13 @@ class NoiseStatistics:
 
     def for_dwell_time(self, dwell_time_us: float) -> torch.Tensor:
         """Covariance of one sample acquired with ``dwell_time_us`` (noise power ~ 1 / dwell time)."""
-        if dwell_time_us <= 0 or self.dwell_time_us <= 0:
-            return self.covariance
+        if not (_usable_dwell(dwell_time_us) and _usable_dwell(self.dwell_time_us)):
+            return self.covariance  # an unknown dwell time: the noise scan's covariance as it is
         return self.covariance * (self.dwell_time_us / dwell_time_us)
+
+
+def _usable_dwell(dwell_time_us: float) -> bool:
+    return math.isfinite(dwell_time_us) and dwell_time_us > 0
 
 
 class NoiseState(NamedTuple):

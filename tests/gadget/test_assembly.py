@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import ismrmrd
 import numpy as np
 import pytest
@@ -150,6 +152,12 @@ def test_noise_covariance_scales_with_dwell_time() -> None:
     assert torch.allclose(
         statistics.for_dwell_time(10.0), 0.5 * torch.eye(2, dtype=torch.complex64)
     )
+    # an unknown dwell time (0, negative, NaN, Inf in a line's or the noise scan's header)
+    # leaves the covariance as measured: a NaN once reached the CG tolerance as "atol -nan"
+    for dwell in (0.0, -1.0, math.nan, math.inf):
+        assert torch.equal(statistics.for_dwell_time(dwell), statistics.covariance)
+        unknown = NoiseStatistics(statistics.covariance, dwell_time_us=dwell)
+        assert torch.equal(unknown.for_dwell_time(10.0), statistics.covariance)
 
 
 def test_out_of_order_lines_are_placed_by_their_counters(full_file) -> None:
