@@ -116,8 +116,8 @@ class EncodingGeometry:
         ky_center = _count(f"{where}.center", step1.center, ky_min, ky_max)
         if spaces["encodedSpace"][0][2] != 1:
             raise HeaderError(
-                f"ISMRMRD header: encoded matrix z = {spaces['encodedSpace'][0][2]}; only 2D (z = 1) "
-                "encodings are reconstructed"
+                f"ISMRMRD header: encoded matrix z = {spaces['encodedSpace'][0][2]}; expected z = 1 "
+                "(this gadget reconstructs 2D encodings only)"
             )
         if spaces["reconSpace"][0][0] > spaces["encodedSpace"][0][0]:
             raise HeaderError(

@@ -47,9 +47,22 @@ def open_hdf5(path: Path, what: str = "input") -> h5py.File:
 def dataset_group(file: h5py.File, path: Path, group: str) -> h5py.Group:
     """The ISMRMRD dataset group ``/group`` (with ``xml`` and ``data``), or InputError."""
     node = file.get(group)
-    if not isinstance(node, h5py.Group):
-        found = sorted(file.keys())
-        raise InputError(f"{path}: no group /{group} (top-level entries: {found})")
+    if node is not None and not isinstance(node, h5py.Group):
+        raise InputError(
+            f"{path}: /{group} is an HDF5 {type(node).__name__.lower()}; expected the group of "
+            "an ISMRMRD dataset (holding xml and data)"
+        )
+    found = sorted(file.keys())
+    if node is None and group in found:
+        raise InputError(
+            f"{path}: /{group} is listed but cannot be read (a damaged HDF5 object); expected "
+            "an ISMRMRD dataset group there"
+        )
+    if node is None:
+        raise InputError(
+            f"{path}: no group /{group}; expected an ISMRMRD dataset group there "
+            f"(top-level entries: {found})"
+        )
     missing = [name for name in ("xml", "data") if name not in node]
     if missing:
         raise InputError(f"{path}: /{group} is not an ISMRMRD dataset (missing {missing})")

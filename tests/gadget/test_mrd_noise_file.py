@@ -48,7 +48,8 @@ def test_unusable_noise_files_are_named(accelerated_file, tmp_path) -> None:
     with pytest.raises(InputError, match=r"text.h5: not an HDF5 file \(noise file\)"):
         read_noise_file(tmp_path / "text.h5")
     with pytest.raises(
-        InputError, match=r"imaging.h5: no group /other \(top-level entries: \[.dataset.\]\)"
+        InputError,
+        match=r"imaging.h5: no group /other; expected an ISMRMRD dataset group there \(top-level entries: \[.dataset.\]\)",
     ):
         read_noise_file(no_noise, group="other")
 
