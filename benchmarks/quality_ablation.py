@@ -3,7 +3,8 @@
 Each variant names a coil-map recipe (ESPIRiT calibration size, threshold, crop), a support rule
 (the maps' non-zero pixels as in the product, none = the sampler may put signal anywhere, as
 before the support change, or the maps' support dilated by n pixels over maps of a lower crop;
-``truemaps``: the simulation's own coil maps, to tell map errors from noise)
+``truemaps``: the simulation's own coil maps, to tell map errors from noise; ``softmaps``: ESPIRiT
+maps weighted by a smooth ramp of their top eigenvalue, :func:`diffusion_core.espirit.soft_weights`)
 and sampler settings (ReconConfig fields). L1-wavelet (best of the benchmark's weights) is run
 once per map recipe, on the same maps, so each variant's margin is against L1 with its own maps.
 The reference is the benchmark's (full-data ESPIRiT at the product's defaults) for every variant.
@@ -73,6 +74,9 @@ VARIANTS: dict[str, Variant] = {
     "dilate4": Variant(support="dilate:4:0.2"),
     "dilate4_crop0": Variant(support="dilate:4:0.0"),
     "truemaps": Variant(true_maps=True),
+    # soft-SENSE weights: maps times a smoothstep of the top eigenvalue from crop 0.8 to the value
+    "softmaps": Variant(maps=(("soft", 0.99),)),
+    "softmaps1.0": Variant(maps=(("soft", 1.0),)),
 }
 
 
@@ -218,10 +222,18 @@ def main() -> None:
     summarize(rows)
 
 
-def summarize(rows: list[dict]) -> None:
-    """Per variant, group (real / simulated) and mask: min / median over cases of the seed-median margin."""
+def summarize(rows: list[dict], against: str | None = None) -> None:
+    """Per variant, group (real / simulated) and mask: min / median over cases of the seed-median
+    margin. ``against``: a variant whose L1-wavelet (on its maps) is every variant's comparator,
+    on the same case, mask and seed, so that map recipes that also change L1 are not flattered by
+    a weaker L1 (``--summary FILE base``)."""
+    l1 = {(r["case"], r["mask"], r["seed"]): r for r in rows if r["variant"] == against}
     groups: dict[tuple, dict[str, list[dict]]] = {}
     for r in rows:
+        if against is not None:
+            ref = l1[(r["case"], r["mask"], r["seed"])]
+            r = {**r, "psnr_l1": ref["psnr_l1"], "fs_l1": ref["fs_l1"]}
+            r["margin"] = r["psnr_pm"] - r["psnr_l1"]
         g = "real" if r["case"].startswith("brain8ch") else "sim"
         groups.setdefault((r["variant"], g, r["mask"]), {}).setdefault(r["case"], []).append(r)
     for key in sorted(groups):
@@ -240,6 +252,6 @@ def summarize(rows: list[dict]) -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if sys.argv[1:2] == ["--summary"]:
-        summarize(json.loads(Path(sys.argv[2]).read_text()))
+        summarize(json.loads(Path(sys.argv[2]).read_text()), *sys.argv[3:4])
     else:
         main()
