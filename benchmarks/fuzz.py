@@ -115,6 +115,12 @@ def report(
     return "\n".join(lines) + "\n"
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (a fuzzed message can carry NUL and others) as \\xNN,
+    so that the results file stays a text file."""
+    return "".join(c if c in "\n\t" or ord(c) >= 32 else f"\\x{ord(c):02x}" for c in text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=1100, help="cases planned in all")
@@ -160,7 +166,7 @@ def main() -> int:
     print(f"every case: {every}")
     print(text)
     out = ROOT / "benchmarks" / "results" / f"fuzz_{args.label}.md"
-    out.write_text(text)
+    out.write_text(printable(text))
     print(f"written {out}")
     failures = sum(bool(o.failures()) for o in outcomes)
     return 0 if failures == 0 and len(outcomes) >= 1000 else 1
