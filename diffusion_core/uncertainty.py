@@ -304,13 +304,21 @@ def leave_one_out(
     ratio_sets: list[np.ndarray], ks: list[int], groups: list[str], alpha: float = ALPHA
 ) -> list[Fit]:
     """For each case, the fit on the cases of every other group (subject): never on itself."""
-    fits = []
+    return [
+        fit_factor([ratio_sets[i] for i in keep], [ks[i] for i in keep], alpha)
+        for keep in _other_groups(groups)
+    ]
+
+
+def _other_groups(groups: list[str]) -> list[list[int]]:
+    """Per case, the indices of the cases of every other group (ValueError if there are none)."""
+    kept = []
     for g in groups:
         keep = [i for i, h in enumerate(groups) if h != g]
         if not keep:
             raise ValueError(f"leave-one-out: group {g!r} is the only one; need >= 2 subjects")
-        fits.append(fit_factor([ratio_sets[i] for i in keep], [ks[i] for i in keep], alpha))
-    return fits
+        kept.append(keep)
+    return kept
 
 
 # the noise weights fit_model chooses among: none, and 1/8 to 2 of the noise the mean keeps
@@ -342,13 +350,10 @@ def leave_one_out_model(
     cases: list[CaseScores], ks: list[int], groups: list[str], alpha: float = ALPHA
 ) -> list[Fit]:
     """For each case, :func:`fit_model` on the cases of every other group (subject)."""
-    fits = []
-    for g in groups:
-        keep = [i for i, h in enumerate(groups) if h != g]
-        if not keep:
-            raise ValueError(f"leave-one-out: group {g!r} is the only one; need >= 2 subjects")
-        fits.append(fit_model([cases[i] for i in keep], [ks[i] for i in keep], alpha))
-    return fits
+    return [
+        fit_model([cases[i] for i in keep], [ks[i] for i in keep], alpha)
+        for keep in _other_groups(groups)
+    ]
 
 
 MODEL = (
