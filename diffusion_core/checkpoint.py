@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from diffusion_core.denoiser import PreconditionedDenoiser
+from diffusion_core.denoiser import PatchDenoiser, PreconditionedDenoiser
 from diffusion_core.networks.unet import UNet, UNetConfig
 
 FORMAT = "gadgetron-diffusion-checkpoint"
@@ -79,6 +79,9 @@ def save_checkpoint(
         net, sigma_data = denoiser_or_net.net, denoiser_or_net.sigma_data
     else:
         net, sigma_data = denoiser_or_net, float(card.get("sigma_data", 0.5))
+    denoiser_block: dict[str, Any] = {"class": "PreconditionedDenoiser", "sigma_data": sigma_data}
+    if isinstance(denoiser_or_net, PatchDenoiser):
+        denoiser_block = {"class": "PatchDenoiser", "sigma_data": sigma_data, "patch": denoiser_or_net.patch}
     if not isinstance(net, UNet):
         raise TypeError(
             f"save_checkpoint: expected a UNet inside the denoiser, got {type(net).__name__}"
@@ -100,7 +103,7 @@ def save_checkpoint(
         "sha256": sha256_of(weights_path),
         "weights_dtype": str(weights_dtype).removeprefix("torch."),
         "architecture": {"class": "UNet", "config": net.config.to_dict()},
-        "denoiser": {"class": "PreconditionedDenoiser", "sigma_data": sigma_data},
+        "denoiser": denoiser_block,
         "normalization": NORMALIZATION_RULE,
     }
     _atomic_write_bytes(
@@ -187,11 +190,24 @@ def load_checkpoint(
     tensors = load_file(str(weights_path))
     _check_tensors(weights_path, net, tensors)
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
-    denoiser = PreconditionedDenoiser(
-        net,
-        sigma_data=float(card["denoiser"].get("sigma_data", 0.5)),
-        autocast_bf16=autocast_bf16,
-    )
+    block = card["denoiser"]
+    sigma_data = float(block.get("sigma_data", 0.5))
+    kind = block.get("class", "PreconditionedDenoiser")
+    denoiser: PreconditionedDenoiser
+    if kind == "PreconditionedDenoiser":
+        denoiser = PreconditionedDenoiser(net, sigma_data=sigma_data, autocast_bf16=autocast_bf16)
+    elif kind == "PatchDenoiser":
+        patch = block.get("patch")
+        if not isinstance(patch, int) or patch < 4:
+            raise CheckpointError(
+                f"{card_path}: denoiser 'PatchDenoiser' needs an integer 'patch' >= 4, got {patch!r}"
+            )
+        denoiser = PatchDenoiser(net, patch, sigma_data, autocast_bf16)
+    else:
+        raise CheckpointError(
+            f"{card_path}: unknown denoiser class {kind!r}; expected 'PreconditionedDenoiser' or "
+            "'PatchDenoiser'"
+        )
     return denoiser.to(device).eval()
 
 

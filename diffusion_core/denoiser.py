@@ -7,6 +7,9 @@ is the standard deviation per real channel of a complex image.
   Aila, Laine 2022, "Elucidating the design space of diffusion-based generative models" (Table 1):
   ``D(x, s) = c_skip(s) x + c_out(s) F(c_in(s) x, c_noise(s))``, so VE, VP and EDM schedules share
   one network.
+* :class:`PatchDenoiser` is the same preconditioning around a network that sees one patch and
+  its position at a time (PaDIS, Hu et al. 2024); the image is tiled into patches afresh at every
+  call.
 * :class:`GaussianDenoiser` is the exact posterior mean E[x0 | x] for a Gaussian prior
   x0 ~ CN(mu, Sigma) with diagonal or circulant Sigma; the tests' ground truth.
 """
@@ -105,6 +108,92 @@ class PreconditionedDenoiser(nn.Module):
             out = self.net(inp, c_noise.reshape(-1))
         x0 = c_skip * xb + c_out * channels_to_complex(out)
         return x0.reshape(*lead, *hw)
+
+
+class PatchDenoiser(PreconditionedDenoiser):
+    """EDM-preconditioned patch prior: the network sees ``patch`` x ``patch`` tiles of the image,
+    each with two extra channels holding its pixels' position in the field of view.
+
+    Hu, Delbracio, Milanfar, Ravishankar 2024, "Learning image priors through patch-based diffusion
+    models for solving inverse problems" (PaDIS): the score of a whole image is assembled from the
+    scores of non-overlapping patches of the zero-padded image with their positions, and the tiling
+    is shifted by a new offset at every call (here with wrap-around, :meth:`tiles`), so no patch
+    border stays in one place over a sampler's steps. Trained on whole crops, every call is a fresh tiling of the crop, so the
+    network learns patches at every offset.
+
+    Positions: pixel (i, j) of an (H, W) image has channels (2 (i + 0.5) / H - 1, 2 (j + 0.5) / W - 1),
+    [-1, 1] across the FOV in each direction (continued linearly into the padding). The offset of a
+    call is a function of its noise levels (``_offset``): deterministic, so the same sampler run
+    gives the same image, and different at each step.
+
+    ``net`` must map (B, 4, patch, patch) (real, imaginary, y, x) to (B, 2, patch, patch).
+    """
+
+    def __init__(
+        self, net: nn.Module, patch: int, sigma_data: float = 0.5, autocast_bf16: bool = False
+    ) -> None:
+        super().__init__(net, sigma_data, autocast_bf16)
+        if patch < 4:
+            raise ValueError(f"patch: expected >= 4 pixels, got {patch}")
+        self.patch = int(patch)
+
+    def _offset(self, sigma: torch.Tensor) -> tuple[int, int]:
+        """(y, x) offset of the tiling for noise levels ``sigma``: SplitMix64 of the mean log level
+        (to 1e-4), so every level of a schedule gets its own, well-spread offset."""
+        z = (int(round(float(sigma.float().log().mean()) * 1e4)) + 0x9E3779B97F4A7C15) % 2**64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+        z ^= z >> 31
+        return (z >> 32) % self.patch, (z & 0xFFFFFFFF) % self.patch
+
+    def tiles(
+        self, x: torch.Tensor, offset: tuple[int, int]
+    ) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+        """x (B, H, W) complex -> (B * n, 4, patch, patch) real tiles with positions, and
+        (rows of tiles, columns of tiles, offset y, offset x) to put them back.
+
+        The image is zero-padded at the bottom and right to whole tiles, then the tiling is shifted
+        by ``offset`` with wrap-around (the FOV of a Fourier-sampled image is periodic anyway), so
+        a shifted tiling costs no more tiles than an unshifted one."""
+        b, h, w = x.shape
+        p = self.patch
+        ty, tx = -(-h // p), -(-w // p)
+        padded = x.new_zeros(b, ty * p, tx * p)
+        padded[:, :h, :w] = x
+        ys = (torch.arange(ty * p, device=x.device, dtype=torch.float32) + 0.5) * (2.0 / h) - 1
+        xs = (torch.arange(tx * p, device=x.device, dtype=torch.float32) + 0.5) * (2.0 / w) - 1
+        pos = torch.stack(torch.meshgrid(ys, xs, indexing="ij"))  # (2, Hp, Wp)
+        chans = torch.cat([torch.view_as_real(padded).permute(0, 3, 1, 2), pos.expand(b, -1, -1, -1)], 1)
+        chans = torch.roll(chans, shifts=offset, dims=(2, 3))
+        t = chans.reshape(b, 4, ty, p, tx, p).permute(0, 2, 4, 1, 3, 5).reshape(-1, 4, p, p)
+        return t, (ty, tx, *offset)
+
+    def untile(self, t: torch.Tensor, layout: tuple[int, int, int, int], h: int, w: int) -> torch.Tensor:
+        """(B * n, 2, patch, patch) real -> (B, H, W) complex: the inverse of :meth:`tiles`."""
+        ty, tx, oy, ox = layout
+        p = self.patch
+        full = t.float().reshape(-1, ty, tx, 2, p, p).permute(0, 3, 1, 4, 2, 5)
+        full = torch.roll(full.reshape(-1, 2, ty * p, tx * p), shifts=(-oy, -ox), dims=(2, 3))
+        return torch.view_as_complex(full[:, :, :h, :w].permute(0, 2, 3, 1).contiguous())
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        """x (..., H, W) complex, sigma float or (...,) -> x0 estimate (..., H, W) complex64."""
+        if not x.is_complex():
+            raise TypeError(f"x: expected a complex image (..., H, W), got dtype {x.dtype}")
+        s = _sigma_like(sigma, x)
+        if bool((s <= 0).any()):
+            raise ValueError(f"sigma: expected > 0, got min {float(s.min())}")
+        lead, (h, w) = x.shape[:-2], x.shape[-2:]
+        xb = x.reshape(-1, h, w).to(torch.complex64)
+        sb = s.reshape(-1)
+        c_skip, c_out, c_in, c_noise = (c[:, None, None] for c in self.coefficients(sb))
+        t, layout = self.tiles(xb * c_in, self._offset(sb))
+        per_tile = t.shape[0] // xb.shape[0]
+        noise = c_noise.reshape(-1).repeat_interleave(per_tile)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            out = self.net(t, noise)
+        x0 = c_skip * xb + c_out * self.untile(out, layout, h, w)
+        return x0.reshape(*lead, h, w)
 
 
 class GaussianDenoiser:

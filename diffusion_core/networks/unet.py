@@ -28,6 +28,7 @@ class UNetConfig:
     attention_levels: tuple[int, ...] = (3,)
     dropout: float = 0.0
     in_channels: int = 2
+    out_channels: int = 0  # 0: as many as in_channels (extra inputs such as positions: fewer)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
@@ -48,6 +49,12 @@ class UNetConfig:
             raise ValueError(f"dropout: expected in [0, 1), got {self.dropout}")
         if self.in_channels < 1:
             raise ValueError(f"in_channels: expected >= 1, got {self.in_channels}")
+        if self.out_channels < 0:
+            raise ValueError(f"out_channels: expected >= 0 (0: in_channels), got {self.out_channels}")
+
+    @property
+    def outputs(self) -> int:
+        return self.out_channels or self.in_channels
 
     @property
     def levels(self) -> int:
@@ -57,6 +64,8 @@ class UNetConfig:
         d = asdict(self)
         d["channel_mult"] = list(self.channel_mult)
         d["attention_levels"] = list(self.attention_levels)
+        if not self.out_channels:
+            del d["out_channels"]  # cards and training states written before it stay equal
         return d
 
     @classmethod
@@ -158,7 +167,8 @@ class Level(nn.Module):
 
 
 class UNet(nn.Module):
-    """U-Net mapping (B, C, H, W) and c_noise (B,) to (B, C, H, W); see :class:`UNetConfig`.
+    """U-Net mapping (B, C, H, W) and c_noise (B,) to (B, C', H, W) (C' = ``config.outputs``); see
+    :class:`UNetConfig`.
 
     Weights are initialised from ``generator`` when given (same seed -> same network); the forward
     pass is deterministic given the weights (no randomness at inference; dropout only in training).
@@ -196,7 +206,7 @@ class UNet(nn.Module):
             nn.Conv2d(ch[i + 1], ch[i + 1], 3, padding=1) for i in range(cfg.levels - 1)
         )
         self.norm_out = _norm(ch[0])
-        self.conv_out = nn.Conv2d(ch[0], cfg.in_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(ch[0], cfg.outputs, 3, padding=1)
         if generator is not None:
             self._init_from(generator)
 

@@ -74,6 +74,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"held-out subjects (default {DEFAULT_VALIDATION_SUBJECT} if present, else the last)",
     )
     p.add_argument("--base-channels", type=int, default=UNetConfig.base_channels)
+    p.add_argument(
+        "--patch",
+        type=int,
+        default=0,
+        help="train a patch prior (PaDIS): the network sees PATCH x PATCH tiles of each crop with "
+        "their positions, tiled afresh at every step (0: whole images, the default)",
+    )
     p.add_argument("--channel-mult", type=int, nargs="+", default=list(UNetConfig.channel_mult))
     p.add_argument(
         "--attention-levels", type=int, nargs="*", default=list(UNetConfig.attention_levels)
@@ -203,11 +210,13 @@ def main(argv: list[str] | None = None) -> None:
             bf16=args.bf16,
             compile=args.compile,
             max_seconds=args.max_minutes * 60,
+            patch=args.patch,
         )
         net_config = UNetConfig(
             base_channels=args.base_channels,
             channel_mult=tuple(args.channel_mult),
             attention_levels=tuple(args.attention_levels),
+            **({"in_channels": 4, "out_channels": 2} if args.patch else {}),
         )
         bank = load_slice_bank(args.data, data_config)
         subjects = bank.subject_names

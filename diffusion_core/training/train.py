@@ -34,7 +34,7 @@ from diffusion_core.checkpoint import (
     read_card,
     save_checkpoint,
 )
-from diffusion_core.denoiser import PreconditionedDenoiser
+from diffusion_core.denoiser import PatchDenoiser, PreconditionedDenoiser
 from diffusion_core.networks.unet import UNet, UNetConfig
 from diffusion_core.training.data import DataConfig, SliceBank, sample_batch
 from diffusion_core.training.state import (
@@ -74,6 +74,7 @@ class TrainConfig:
     bf16: bool = False
     compile: bool = False
     max_seconds: float = math.inf
+    patch: int = 0  # > 0: a patch prior (PatchDenoiser) on tiles of this size; 0: whole images
 
     def __post_init__(self) -> None:
         positive = (
@@ -91,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.ema_decay: expected in [0, 1), got {self.ema_decay}")
         if self.p_std <= 0 or self.sigma_data <= 0:
             raise ValueError("TrainConfig.p_std and sigma_data: expected > 0")
+        if self.patch and self.patch < 4:
+            raise ValueError(f"TrainConfig.patch: expected 0 (whole images) or >= 4, got {self.patch}")
 
 
 @dataclass
@@ -161,6 +164,13 @@ def validation_loss(denoiser: PreconditionedDenoiser, batches: list) -> float:
 
 
 @torch.no_grad()
+def make_denoiser(net: nn.Module, config: TrainConfig) -> PreconditionedDenoiser:
+    """The preconditioned denoiser around ``net`` that ``config`` asks for (whole-image or patch)."""
+    if config.patch:
+        return PatchDenoiser(net, config.patch, config.sigma_data, config.bf16)
+    return PreconditionedDenoiser(net, sigma_data=config.sigma_data, autocast_bf16=config.bf16)
+
+
 def _update_ema(ema: nn.Module, model: nn.Module, step: int, decay: float) -> None:
     d = min(decay, (1 + step) / (10 + step))
     torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)
@@ -221,8 +231,13 @@ def train(
     rank, world = _world()
     out = Path(out)
     start = time.monotonic()
+    if config.patch and (net_config.in_channels, net_config.outputs) != (4, 2):
+        raise ValueError(
+            f"patch prior: expected a network with 4 inputs (real, imaginary, y, x) and 2 outputs, "
+            f"got {net_config.in_channels} and {net_config.outputs}"
+        )
     net = UNet(net_config, generator=torch.Generator().manual_seed(config.seed)).to(device)
-    model = PreconditionedDenoiser(net, sigma_data=config.sigma_data, autocast_bf16=config.bf16)
+    model = make_denoiser(net, config)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(
         net.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99)
@@ -270,11 +285,7 @@ def train(
     # The training forward may run a compiled copy of the network (same parameters).
     train_model = model
     if config.compile:
-        train_model = PreconditionedDenoiser(
-            torch.compile(net),  # type: ignore[arg-type]
-            sigma_data=config.sigma_data,
-            autocast_bf16=config.bf16,
-        )
+        train_model = make_denoiser(torch.compile(net), config)  # type: ignore[arg-type]
     ddp_train: nn.Module = train_model
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
