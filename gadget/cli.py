@@ -198,6 +198,13 @@ def _serve_options(commands: argparse._SubParsersAction) -> None:
     )
     caps = serve.add_argument_group("limits per session")
     caps.add_argument("--idle-timeout", type=float, default=limits.idle_timeout_s, metavar="S")
+    caps.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=limits.stall_timeout_s,
+        metavar="S",
+        help="longest pause inside one message before it is reported incomplete",
+    )
     caps.add_argument("--max-sessions", type=int, default=limits.max_sessions)
     caps.add_argument("--max-nfe", type=int, default=limits.max_nfe)
     caps.add_argument("--max-samples", type=int, default=limits.max_num_samples)
@@ -232,6 +239,7 @@ def _serve(args: argparse.Namespace) -> int:
             max_channels=args.max_channels,
             max_sessions=args.max_sessions,
             idle_timeout_s=args.idle_timeout,
+            stall_timeout_s=args.stall_timeout,
         )
         base = ServerConfig(default, tuple(args.checkpoint), limits=limits)
         named = []

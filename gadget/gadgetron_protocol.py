@@ -50,12 +50,17 @@ class Limits:
         setup_timeout_s: time allowed for CONFIG and HEADER to arrive.
         idle_timeout_s: longest silence between messages afterwards (None: wait for ever; the
             socket still ends at EOF).
+        stall_timeout_s: longest silence inside a data message, after its id: Gadgetron writes
+            a message in one go, so a longer pause means a length field declares bytes that
+            never come (a damaged stream), which would otherwise hold the connection until the
+            idle timeout.
         max_text_bytes: largest CONFIG / HEADER / TEXT body accepted.
         max_read_bytes: largest single read of a message body (bounds what one message allocates).
     """
 
     setup_timeout_s: float = 30.0
     idle_timeout_s: float | None = 3600.0
+    stall_timeout_s: float = 5.0
     max_text_bytes: int = 16 * 2**20
     max_read_bytes: int = 2**30
 
@@ -85,7 +90,7 @@ class BoundedSocket:
             except TimeoutError:
                 raise ConnectionError(
                     f"no data for {self.socket.gettimeout()} s with {remaining} of {nbytes} bytes "
-                    f"unread (stream offset {self.bytes_read})"
+                    f"unread (stream offset {self.bytes_read}); expected the rest of the message"
                 ) from None
             if not chunk:
                 raise ConnectionError(
@@ -212,10 +217,18 @@ def messages(
     stream: BoundedSocket,
     readers: dict[int, Callable[[BoundedSocket], object]],
     max_text_bytes: int = Limits.max_text_bytes,
+    stall_timeout_s: float | None = None,
 ) -> Iterator[object]:
     """Items until CLOSE. TEXT and ERROR are logged and skipped; an id without a reader raises
-    ProtocolError (its body has no length field, so nothing after it can be framed)."""
+    ProtocolError (its body has no length field, so nothing after it can be framed).
+
+    Between messages the socket keeps the timeout it has (the idle timeout); inside one, after its
+    id, it waits at most ``stall_timeout_s`` for each byte (None: the same timeout)."""
     count = 0
+    between = stream.socket.gettimeout()
+    inside = between if stall_timeout_s is None else stall_timeout_s
+    if between is not None and stall_timeout_s is not None:
+        inside = min(between, stall_timeout_s)
     while True:
         try:
             mid = read_message_id(stream)
@@ -225,34 +238,51 @@ def messages(
             ) from None
         if mid == CLOSE:
             return
-        if mid in (TEXT, ERROR):
-            fmt, name = ("<I", "TEXT") if mid == TEXT else ("<Q", "ERROR")
-            text = read_text(
-                stream,
-                f"{name} message (id {mid}) after {count} data messages",
-                fmt,
-                max_text_bytes,
-            )
-            log.warning("Gadgetron sent %s after %d data messages: %r", name, count, text[:500])
-            continue
-        reader = readers.get(mid)
-        if reader is None:
-            raise ProtocolError(
-                f"message id {mid} after {count} data messages has no reader here (expected one "
-                f"of {sorted(readers)}, TEXT {TEXT}, ERROR {ERROR} or CLOSE {CLOSE}); its body "
-                "cannot be framed, so the stream ends here"
-            )
+        stream.socket.settimeout(inside)
         try:
-            item = reader(stream)
-        except ConnectionError as error:
-            raise ConnectionError(f"message id {mid} (data message {count + 1}): {error}") from None
-        except (ValueError, TypeError, EOFError) as error:  # gadgetron-python's readers
-            raise ProtocolError(
-                f"message id {mid} (data message {count + 1}) is not well-formed: "
-                f"{type(error).__name__}: {error}"
-            ) from error
+            item = _read_item(stream, mid, readers, count, max_text_bytes)
+        finally:
+            stream.socket.settimeout(between)
+        if item is _SKIPPED:
+            continue
         count += 1
         yield item
+
+
+_SKIPPED = object()
+
+
+def _read_item(
+    stream: BoundedSocket,
+    mid: int,
+    readers: dict[int, Callable[[BoundedSocket], object]],
+    count: int,
+    max_text_bytes: int,
+) -> object:
+    """The body of message ``mid`` (its id read): the item, or _SKIPPED for TEXT and ERROR."""
+    if mid in (TEXT, ERROR):
+        fmt, name = ("<I", "TEXT") if mid == TEXT else ("<Q", "ERROR")
+        text = read_text(
+            stream, f"{name} message (id {mid}) after {count} data messages", fmt, max_text_bytes
+        )
+        log.warning("Gadgetron sent %s after %d data messages: %r", name, count, text[:500])
+        return _SKIPPED
+    reader = readers.get(mid)
+    if reader is None:
+        raise ProtocolError(
+            f"message id {mid} after {count} data messages has no reader here (expected one "
+            f"of {sorted(readers)}, TEXT {TEXT}, ERROR {ERROR} or CLOSE {CLOSE}); its body "
+            "cannot be framed, so the stream ends here"
+        )
+    try:
+        return reader(stream)
+    except ConnectionError as error:
+        raise ConnectionError(f"message id {mid} (data message {count + 1}): {error}") from None
+    except (ValueError, TypeError, EOFError) as error:  # gadgetron-python's readers
+        raise ProtocolError(
+            f"message id {mid} (data message {count + 1}) is not well-formed: "
+            f"{type(error).__name__}: {error}"
+        ) from error
 
 
 class GadgetronConnection:
@@ -282,7 +312,9 @@ class GadgetronConnection:
         self._writers = _writers()
 
     def __iter__(self) -> Iterator[object]:
-        return messages(self.stream, self._readers, self.limits.max_text_bytes)
+        return messages(
+            self.stream, self._readers, self.limits.max_text_bytes, self.limits.stall_timeout_s
+        )
 
     def send(self, item: object) -> None:
         for kind, writer in self._writers:

@@ -17,7 +17,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from gadget.config import ConfigError, GadgetConfig, properties_from_xml
-from gadget.gadgetron_protocol import BoundedSocket, default_readers, messages, parse_config
+from gadget.gadgetron_protocol import (
+    BoundedSocket,
+    Limits,
+    default_readers,
+    messages,
+    parse_config,
+)
 from gadget.geometry import EncodingGeometry
 from gadget.pipeline import Connection, RunSummary, run_acquisitions, run_recon_data
 from gadget.recon import DiffusionReconstructor, PriorCache, Reconstructor
@@ -158,7 +164,7 @@ class _GadgetronPythonConnection:
         self.header = connection.header
 
     def __iter__(self) -> Iterator[object]:
-        return messages(self.stream, default_readers())
+        return messages(self.stream, default_readers(), stall_timeout_s=Limits.stall_timeout_s)
 
     def send(self, item: object) -> None:
         self._connection.send(item)

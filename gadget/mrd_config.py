@@ -47,6 +47,8 @@ class ServerLimits:
         max_channels: cap on receiver channels (header and every acquisition).
         max_sessions: concurrent sessions; one more is told the server is busy.
         idle_timeout_s: a client that sends nothing for this long is closed.
+        stall_timeout_s: a client that pauses this long inside a message is told its message
+            is incomplete and closed (:class:`~gadget.mrd_framing.FrameLimits`).
     """
 
     max_nfe: int = 100
@@ -56,13 +58,17 @@ class ServerLimits:
     max_channels: int = 64
     max_sessions: int = 16
     idle_timeout_s: float = 60.0
+    stall_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("max_nfe", "max_num_samples", "max_cg_iters", "max_matrix", "max_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"server limit {name}: expected >= 1, got {getattr(self, name)}")
-        if self.max_sessions < 1 or self.idle_timeout_s <= 0:
-            raise ValueError("server limits: max_sessions >= 1 and idle_timeout_s > 0 expected")
+        if self.max_sessions < 1 or self.idle_timeout_s <= 0 or self.stall_timeout_s <= 0:
+            raise ValueError(
+                "server limits: max_sessions >= 1, idle_timeout_s > 0 and stall_timeout_s > 0 "
+                "expected"
+            )
 
     def frame_limits(self) -> FrameLimits:
         """Message limits that follow from these caps (readouts up to 4x oversampled)."""
@@ -71,6 +77,7 @@ class ServerLimits:
             max_channels=self.max_channels,
             idle_timeout_s=self.idle_timeout_s,
             message_timeout_s=self.idle_timeout_s,
+            stall_timeout_s=min(self.stall_timeout_s, self.idle_timeout_s),
         )
 
     def check_config(self, config: GadgetConfig) -> None:

@@ -82,6 +82,10 @@ class FrameLimits:
         max_image_bytes: pixel data of one image.
         idle_timeout_s: longest wait for the first byte of a message.
         message_timeout_s: longest time from the first to the last byte of one message.
+        stall_timeout_s: longest silence inside a message, after its first byte. Clients write a
+            message in one go, so a longer pause there means a length field declares bytes the
+            client never sends (a damaged stream), and waiting for them would hold both sides
+            until the message timeout.
     """
 
     max_text_bytes: int = 16 << 20
@@ -91,13 +95,16 @@ class FrameLimits:
     max_image_bytes: int = 64 << 20
     idle_timeout_s: float = 60.0
     message_timeout_s: float = 60.0
+    stall_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("max_text_bytes", "max_samples", "max_channels", "max_image_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        if self.idle_timeout_s <= 0 or self.message_timeout_s <= 0:
-            raise ValueError("idle_timeout_s and message_timeout_s: expected > 0 seconds")
+        if min(self.idle_timeout_s, self.message_timeout_s, self.stall_timeout_s) <= 0:
+            raise ValueError(
+                "idle_timeout_s, message_timeout_s and stall_timeout_s: expected > 0 seconds"
+            )
 
 
 @dataclass(frozen=True)
@@ -261,9 +268,11 @@ class FrameReader:
         got = 0
         while got < nbytes:
             now = time.monotonic()
-            wait = self.limits.idle_timeout_s
-            if self._deadline is not None:
+            wait, stalling = self.limits.idle_timeout_s, False
+            if self._deadline is not None:  # inside a message
                 wait = min(wait, self._deadline - now)
+                if self.limits.stall_timeout_s < wait:
+                    wait, stalling = self.limits.stall_timeout_s, True
             if wait <= 0:
                 raise ReadTimeout(
                     f"{what}: not complete within {self.limits.message_timeout_s:g} s "
@@ -277,7 +286,13 @@ class FrameReader:
                     raise ReadTimeout(
                         f"no message for {self.limits.idle_timeout_s:g} s (idle timeout)"
                     ) from None
-                continue  # the loop re-checks the message deadline
+                if stalling:
+                    raise ReadTimeout(
+                        f"{what}: no byte for {self.limits.stall_timeout_s:g} s with {got} of "
+                        f"{nbytes} bytes read; expected the rest of the message (a length field "
+                        "that declares more bytes than the client sent?)"
+                    ) from None
+                continue  # the loop reports the message deadline
             except (ConnectionResetError, BrokenPipeError) as error:
                 raise StreamCut(f"{what}: connection reset by the client ({error})") from None
             if not chunk:

@@ -21,7 +21,7 @@ from gadget_helpers import MATRIX, acquisitions_of, configuration_xml
 from gadgetron.external import constants, writers
 
 from gadget import handlers
-from gadget.gadgetron_protocol import BoundedSocket, Limits
+from gadget.gadgetron_protocol import BoundedSocket, Limits, default_readers, messages
 from gadget.listen import Listener
 
 pytestmark = pytest.mark.timeout(300)
@@ -314,3 +314,26 @@ def test_a_connection_beyond_the_limit_gets_busy_error(full_file) -> None:
         assert closed and errors == [] and len(images(items)) == 2
     finally:
         server.shutdown()
+
+
+def test_a_stall_inside_a_message_ends_the_stream_without_waiting_for_the_idle_timeout() -> None:
+    """A damaged length field declares bytes Gadgetron never sends while it keeps the socket open:
+    the body read gives up after the stall timeout, the wait between messages stays the idle one."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.settimeout(30.0)  # the idle timeout between messages
+        stream = BoundedSocket(ours)
+        line = ismrmrd.Acquisition.from_array(np.ones((2, 8), np.complex64)).to_bytes()
+        theirs.sendall(struct.pack("<H", constants.GADGET_MESSAGE_ISMRMRD_ACQUISITION) + line)
+        theirs.sendall(struct.pack("<H", constants.GADGET_MESSAGE_ISMRMRD_ACQUISITION) + line[:100])
+        items = messages(stream, default_readers(), stall_timeout_s=0.3)
+        assert isinstance(next(items), ismrmrd.Acquisition)
+        started = time.monotonic()
+        with pytest.raises(
+            ConnectionError,
+            match=r"message id 1008 \(data message 2\): no data for 0.3 s with \d+ of \d+ "
+            r"bytes unread .*expected the rest of the message",
+        ):
+            next(items)
+        assert time.monotonic() - started < 2.0
+        assert ours.gettimeout() == 30.0

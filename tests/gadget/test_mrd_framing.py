@@ -167,6 +167,28 @@ def test_idle_timeout_and_message_deadline() -> None:
     sender.join(5)
 
 
+def test_a_stall_inside_a_message_ends_it_long_before_the_message_deadline() -> None:
+    """A damaged length declares more bytes than the client sends, and the client waits for the
+    reply with its socket open: the reader must not wait for the message deadline."""
+    limits = FrameLimits(idle_timeout_s=30.0, message_timeout_s=30.0, stall_timeout_s=0.3)
+    declared = struct.pack("<HI", 5, 1000) + b"x" * 10  # TEXT of 1000 bytes, 10 sent
+    reader, _, theirs = _reader_of(declared, limits, close=False)
+    started = time.monotonic()
+    with pytest.raises(
+        ReadTimeout,
+        match=r"message 1 \(id 5 TEXT, byte 0\): no byte for 0.3 s with 10 of 1000 bytes read; "
+        r"expected the rest of the message",
+    ):
+        reader.read_message()
+    assert time.monotonic() - started < 2.0
+    # between messages the idle timeout applies, not the stall timeout
+    reader, _, theirs = _reader_of(_bare(5, "ok"), limits, close=False)
+    assert reader.read_message() == TextMessage("ok")
+    theirs.settimeout(0.01)
+    threading.Timer(0.6, lambda: theirs.sendall(_bare(5, "later"))).start()
+    assert reader.read_message() == TextMessage("later")  # 0.6 s idle > 0.3 s stall: fine
+
+
 def test_config_file_names_fill_1024_bytes() -> None:
     assert len(config_file_frame("default")) == 1026
     with pytest.raises(ValueError, match="at most 1023"):
