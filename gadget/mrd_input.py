@@ -69,12 +69,32 @@ def dataset_group(file: h5py.File, path: Path, group: str) -> h5py.Group:
     return node
 
 
+def member_dataset(group: h5py.Group, name: str, path: Path, expected: str) -> h5py.Dataset:
+    """The dataset ``group/name``, or InputError saying it is missing, damaged or not a dataset.
+
+    h5py raises KeyError both for a missing name and for a listed object whose header is damaged
+    ("bad version number for datatype message", ...); the message tells them apart."""
+    where = f"{path}:{group.name.rstrip('/')}/{name}"
+    try:
+        node = group[name]
+    except KeyError as error:
+        if name in group:
+            raise InputError(
+                f"{where}: cannot be opened, its HDF5 object is damaged ({error.args[0]}); "
+                f"expected {expected}"
+            ) from None
+        raise InputError(f"{where}: missing; expected {expected}") from None
+    except (OSError, ValueError) as error:
+        raise InputError(f"{where}: cannot be opened ({error}); expected {expected}") from None
+    if not isinstance(node, h5py.Dataset):
+        raise InputError(f"{where} is an HDF5 {type(node).__name__.lower()}; expected {expected}")
+    return node
+
+
 def read_xml(group: h5py.Group, path: Path) -> bytes:
     """The header text of ``group/xml``: a dataset holding one string, as libismrmrd writes it."""
     where = f"{path}:{group.name}/xml"
-    node = group.get("xml")
-    if not isinstance(node, h5py.Dataset):
-        raise InputError(f"{where} is a {type(node).__name__}, expected a dataset of one string")
+    node = member_dataset(group, "xml", path, "a dataset of one string (the ISMRMRD header)")
     if node.dtype.kind not in "OS" or node.shape is None or node.size < 1:
         raise InputError(
             f"{where}: shape {node.shape}, type {node.dtype}; expected one string (the ISMRMRD header)"
@@ -82,7 +102,9 @@ def read_xml(group: h5py.Group, path: Path) -> bytes:
     try:
         value = node[(0,) * node.ndim] if node.ndim else node[()]
     except (OSError, ValueError) as error:
-        raise InputError(f"{where}: cannot be read ({error})") from None
+        raise InputError(
+            f"{where}: cannot be read ({error}): the file is damaged; expected the ISMRMRD header"
+        ) from None
     text = value.encode() if isinstance(value, str) else bytes(value)
     if not text.strip():
         raise InputError(f"{where} is empty; expected the ISMRMRD XML header")
@@ -157,6 +179,13 @@ class AcquisitionReader:
         limits: the largest channel and sample counts accepted.
     """
 
+    @classmethod
+    def of_group(cls, group: h5py.Group, path: Path, limits: GridLimits) -> AcquisitionReader:
+        """The reader of ``group/data`` (InputError if it is missing, damaged or not a dataset)."""
+        expected = "the compound dataset of ISMRMRD acquisitions"
+        dataset = member_dataset(group, "data", path, expected)
+        return cls(dataset, f"{path}:{group.name.rstrip('/')}/data", limits)
+
     def __init__(self, dataset: h5py.Dataset, where: str, limits: GridLimits) -> None:
         if not isinstance(dataset, h5py.Dataset) or dataset.dtype.names is None:
             raise InputError(f"{where}: expected the compound dataset of ISMRMRD acquisitions")
@@ -177,7 +206,8 @@ class AcquisitionReader:
                 chunk = self.dataset.fields("head")[start : start + _CHUNK]
             except (OSError, ValueError, KeyError) as error:
                 raise InputError(
-                    f"{self.where}: acquisition headers {start}.. cannot be read ({error})"
+                    f"{self.where}: acquisition headers {start}.. cannot be read ({error}): the "
+                    "file is damaged; expected readable ISMRMRD acquisition headers"
                 ) from None
             for offset, head in enumerate(chunk):
                 yield start + offset, head
@@ -217,7 +247,8 @@ class AcquisitionReader:
             self.dataset.read_direct(row, source_sel=np.s_[index : index + 1])
         except (OSError, ValueError, TypeError) as error:
             raise InputError(
-                f"{self.where}: acquisition {index} cannot be read ({error})"
+                f"{self.where}: acquisition {index} cannot be read ({error}): the file is "
+                "damaged there; expected an ISMRMRD acquisition"
             ) from None
         head = row[0]["head"]
         self.check_head(index, head)

@@ -33,7 +33,7 @@ def read_noise_file(
     """
     with open_hdf5(path, "noise file") as file:
         node = dataset_group(file, path, group)
-        reader = AcquisitionReader(node["data"], f"{path}:/{group}/data", limits or GridLimits())
+        reader = AcquisitionReader.of_group(node, path, limits or GridLimits())
         scans = []
         for index, head in reader.heads():
             if int(head["flags"]) & (1 << (ismrmrd.ACQ_IS_NOISE_MEASUREMENT - 1)):

@@ -102,7 +102,7 @@ def check_input(path: Path, group: str, limits: GridLimits | None = None) -> Che
             xml = read_xml(node, path)
             header = parse_header(xml, f"{path}:/{group}/xml")
             geometry = EncodingGeometry.from_header(header, limits)
-            survey = AcquisitionReader(node["data"], f"{path}:/{group}/data", limits).survey()
+            survey = AcquisitionReader.of_group(node, path, limits).survey()
         for channels in sorted(survey.channels):
             geometry.check_channels(channels, f"{path}:/{group}/data", limits)
     except HeaderError as error:
@@ -162,10 +162,8 @@ def replay(
             sink = _Sink(MrdWriter(out.create_group(out_group)), png_dir)
             sink.writer.write_xml(checked.xml)
             with open_hdf5(source) as file:
-                node = file[in_group]
-                reader = AcquisitionReader(
-                    node["data"], f"{source}:/{in_group}/data", limits or GridLimits()
-                )
+                node = dataset_group(file, source, in_group)
+                reader = AcquisitionReader.of_group(node, source, limits or GridLimits())
                 acquisitions = _Source(noise_scans, reader)
                 items = bars.acquisitions(acquisitions, len(acquisitions))
                 connection = MemoryConnection(config.to_xml(), checked.header, items, sink)

@@ -88,7 +88,7 @@ CASES = {
     "header-missing-required": (_xml(lambda t: "<ismrmrdHeader xmlns='http://www.ismrm.org/ISMRMRD'/>"), r"required element\(s\) missing: \['experimentalConditions'\]"),
     "header-not-xml": (_xml(lambda t: t[: len(t) // 2]), r"/dataset/xml is not well-formed XML"),
     "xml-0-entries": (_xml_node("empty"), r"/dataset/xml: shape \(0,\).*expected one string"),
-    "xml-is-a-group": (_xml_node("group"), r"/dataset/xml is a Group, expected a dataset of one string"),
+    "xml-is-a-group": (_xml_node("group"), r"/dataset/xml is an HDF5 group; expected a dataset of one string"),
     "65535-channels": (_head(3, "active_channels", 65535), r"acquisition 3 \(scan_counter 0, line \d+, slice 0, repetition 0\): 65535 channels, expected 1 to 256"),
     "0-channels": (_head(3, "active_channels", 0), r"acquisition 3 .*: 0 channels, expected 1 to 256"),
     "65535-samples": (_head(4, "number_of_samples", 65535), r"acquisition 4 .*: 65535 samples, expected 1 to 4096"),
