@@ -1,7 +1,8 @@
 """Leave-one-subject-out summary of a ``scripts/gpu_loso.sh`` folder: priors and benchmark.
 
 Reads the model cards ``LOSO_DIR/<variant>/<subject>.json`` (variant ``aug``: trained with
-``--augment``; ``plain``: the shipped recipe's augmentation) and the records
+``--augment``; ``plain``: the shipped recipe's augmentation; ``patch``: a PaDIS patch prior,
+``--augment --patch``) and the records
 ``LOSO_DIR/bench/<variant>__<subject>.json`` of ``benchmarks/generalization.py --json``
 (variant ``shipped``: the shipped prior on the same cases). Writes markdown with
 
@@ -30,13 +31,13 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.generalization import Record, _load_records, summary_table  # noqa: E402
 from benchmarks.generalization_cases import MASK_CLASSES  # noqa: E402
 
-VARIANTS = ("aug", "plain", "shipped")
+VARIANTS = ("aug", "plain", "patch", "shipped")
 
 
 def prior_rows(loso_dir: Path) -> list[dict[str, object]]:
     """One dict per trained prior (card) in ``loso_dir/<variant>/``."""
     rows = []
-    for variant in VARIANTS[:2]:
+    for variant in VARIANTS[:-1]:  # the trained ones
         for card_path in sorted((loso_dir / variant).glob("*.json")):
             if card_path.name.endswith(".state.json"):
                 continue
@@ -51,9 +52,16 @@ def prior_rows(loso_dir: Path) -> list[dict[str, object]]:
                     "validation_loss": training.get("validation_loss"),
                     "augment": training.get("data_config", {}).get("augment") is not None,
                     "device": training.get("device"),
+                    "prior": _prior_kind(card),
                 }
             )
     return rows
+
+
+def _prior_kind(card: dict) -> str:
+    """'whole image' or 'patch N' from a model card's denoiser block."""
+    block = card.get("denoiser", {})
+    return f"patch {block.get('patch')}" if block.get("class") == "PatchDenoiser" else "whole image"
 
 
 def load_bench(loso_dir: Path) -> dict[str, list[Record]]:
@@ -113,15 +121,15 @@ def write_summary(loso_dir: Path, out: Path | None, json_out: Path | None, note:
         "",
         "## Priors",
         "",
-        "| variant | held out | steps | minutes | validation loss | augment | device |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | prior | held out | steps | minutes | validation loss | augment | device |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for p in priors:
         loss = p["validation_loss"]
         shown = f"{loss:.4f}" if isinstance(loss, float) else "-"
         held = ", ".join(map(str, p["held_out"]))  # type: ignore[call-overload]
         lines.append(
-            f"| {p['variant']} | {held} | {p['steps']} | {p['minutes']} | {shown} "
+            f"| {p['variant']} | {p['prior']} | {held} | {p['steps']} | {p['minutes']} | {shown} "
             f"| {p['augment']} | {p['device']} |"
         )
     lines += [

@@ -4,9 +4,11 @@
 # benchmark on each held-out subject with its own prior (benchmarks/generalization.py
 # --checkpoint-dir), the shipped prior on the same cases, and benchmarks/loso_summary.py's table.
 #
-# Variants: "aug" (--augment, one prior per subject in SUBJECTS) and "plain" (the shipped recipe's
-# augmentation, for PLAIN_SUBJECTS: the control at the same budget). colin27 is one subject with two
-# files, held out together (diffusion_core.training.data.DEFAULT_SUBJECT_ALIASES).
+# Variants: "aug" (--augment, one prior per subject in SUBJECTS), "plain" (the shipped recipe's
+# augmentation, for PLAIN_SUBJECTS: the control at the same budget) and "patch" (a PaDIS patch prior,
+# --augment --patch PATCH: the same U-Net on PATCH x PATCH tiles with their positions, for
+# PATCH_SUBJECTS). colin27 is one subject with two files, held out together
+# (diffusion_core.training.data.DEFAULT_SUBJECT_ALIASES).
 #
 # Wall time: bank loading (~20 s) + TRAIN_MINUTES (6.5) + final save + BENCH_SECONDS (120) +
 # summary: about 9.3 minutes, under the device's 600 s per command. For longer training split it
@@ -31,7 +33,9 @@ TAG=${TAG:-h200}
 PHASE=${PHASE:-all}
 TINY=${TINY:-0}
 SUBJECTS=${SUBJECTS:-niivue_FLAIR niivue_chris_t1 niivue_otsu_t1 colin27}
-PLAIN_SUBJECTS=${PLAIN_SUBJECTS:-niivue_FLAIR niivue_chris_t1}
+PLAIN_SUBJECTS=${PLAIN_SUBJECTS:-niivue_FLAIR}
+PATCH_SUBJECTS=${PATCH_SUBJECTS:-niivue_FLAIR niivue_chris_t1}
+PATCH=${PATCH:-64}
 TRAIN_MINUTES=${TRAIN_MINUTES:-6.5}
 BENCH_SECONDS=${BENCH_SECONDS:-120}
 DEVICE=${DEVICE:-cuda}
@@ -45,6 +49,7 @@ if [[ $TINY == 1 ]]; then
   LOSO_DIR=${LOSO_DIR/out\/loso/out/loso_tiny} RESULT_DIR=$LOSO_DIR/results
   SUBJECTS=${TINY_SUBJECTS:-niivue_FLAIR niivue_fs_norm}
   PLAIN_SUBJECTS=${TINY_PLAIN_SUBJECTS:-niivue_FLAIR}
+  PATCH_SUBJECTS=${TINY_PATCH_SUBJECTS:-niivue_FLAIR} PATCH=16
   TRAIN_ARGS=(--steps 3 --batch-size 2 --crop 32 --base-channels 8 --channel-mult 1 2
               --attention-levels 1 --validate-every 2 --checkpoint-every 2 --no-progress)
   BENCH_ARGS=(--size 64 --real-size 64 --cases-per-subject 1 --seeds 0 --samples 2 --nfe 3
@@ -61,16 +66,17 @@ fi
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 mkdir -p "$LOSO_DIR/logs" "$LOSO_DIR/bench" "$RESULT_DIR"
 log() { echo "$(date -u +%H:%M:%S) gpu_loso: $*" | tee -a "$LOSO_DIR/logs/gpu_loso.log"; }
-log "phase $PHASE, device $DEVICE, data $DATA_DIR, aug: $SUBJECTS; plain: $PLAIN_SUBJECTS"
+log "phase $PHASE, device $DEVICE, data $DATA_DIR, aug: $SUBJECTS; plain: $PLAIN_SUBJECTS; patch $PATCH: $PATCH_SUBJECTS"
 if [[ $DEVICE == cuda* ]] && command -v nvidia-smi >/dev/null; then
   log "$(nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader)"
 fi
 
 train_all() {
   local pids=() names=() variant subject extra
-  for variant in aug plain; do
+  for variant in aug plain patch; do
     local list=$SUBJECTS extra=(--augment)
     [[ $variant == plain ]] && list=$PLAIN_SUBJECTS extra=()
+    [[ $variant == patch ]] && list=$PATCH_SUBJECTS extra=(--augment --patch "$PATCH")
     mkdir -p "$LOSO_DIR/$variant"
     for subject in $list; do
       # the hard limit: TRAIN_MINUTES after loading, plus a margin; a killed run keeps its
@@ -106,7 +112,7 @@ bench_all() {
       --json "$LOSO_DIR/bench/$name.json" "$@" >"$LOSO_DIR/logs/bench_$name.log" 2>&1 &
     pids+=($!) names+=("$name")
   }
-  for variant in aug plain; do
+  for variant in aug plain patch; do
     first=""
     for subject in $SUBJECTS; do
       [[ -f $LOSO_DIR/$variant/$subject.safetensors ]] || continue

@@ -53,10 +53,17 @@ def test_summary_reads_cards_and_bench_files(tmp_path: Path) -> None:
     }  # fmt: skip
     (tmp_path / "aug" / "colin27.json").write_text(json.dumps(card))
     (tmp_path / "aug" / "colin27.state.json").write_text("{}")  # not a card
+    (tmp_path / "patch").mkdir()
+    patch_card = {**card, "denoiser": {"class": "PatchDenoiser", "sigma_data": 0.5, "patch": 64}}
+    (tmp_path / "patch" / "colin27.json").write_text(json.dumps(patch_card))
     rows = [asdict(_record("a", 31.0, 30.0))]
     (tmp_path / "bench" / "aug__colin27.json").write_text(json.dumps(rows))
+    (tmp_path / "bench" / "patch__colin27.json").write_text(
+        json.dumps([asdict(_record("a", 32.5, 30.0))])
+    )
     text = write_summary(tmp_path, tmp_path / "s.md", tmp_path / "s.json", "")
-    assert "| aug | colin27 | 1200 | 6.5 | 0.0310 | True | GPU |" in text
-    assert f"| colin27 | {MASK} | 1 | +1.00 | - |" in text
+    assert "| aug | whole image | colin27 | 1200 | 6.5 | 0.0310 | True | GPU |" in text
+    assert "| patch | patch 64 | colin27 | 1200 | 6.5 | 0.0310 | True | GPU |" in text
+    assert f"| colin27 | {MASK} | 1 | +1.00 | +2.50 | - |" in text  # aug, patch; no plain
     saved = json.loads((tmp_path / "s.json").read_text())
-    assert saved["records"]["aug"][0]["margin"] == 1.0 and len(saved["priors"]) == 1
+    assert saved["records"]["aug"][0]["margin"] == 1.0 and len(saved["priors"]) == 2
