@@ -35,7 +35,7 @@ with the model by more than the noise: a mean that cannot fit the sampled data (
 or noise model mismatched) errs off them too by more than the samples' spread says. The tolerance
 tau (``residual_tolerance``; :data:`BIRGE_TOLERANCE` = 1.25, set by hand, not fitted) leaves alone
 the misfits within what the noise estimate and the mean's partial fit of the noise give (rho
-0.76-1.12 on the 26 of 30 development cases whose coil maps fit). It removes the subject offset
+0.76-1.13 on the 26 of 30 development cases that fit the data). It removes the subject offset
 at R = 8 1D and leaves R = 4 and Poisson unchanged (benchmarks/results/uncertainty_model_search.md).
 
 Scores use the rule of the benchmark: magnitudes, |mean| scaled by the least-squares scalar ``a``
@@ -406,8 +406,8 @@ NOISE_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0)
 
 # the residual exponent of the Birge ratio (the module docstring); (0.0,): the model without it
 BIRGE = 0.5
-# the misfit tau that the Birge inflation tolerates: above the rho of the development cases whose
-# coil maps fit (0.76-1.12), set by hand (benchmarks/results/uncertainty_model_search.md)
+# the misfit tau that the Birge inflation tolerates: above the rho of the development cases that
+# fit the data (0.76-1.13), set by hand (benchmarks/results/uncertainty_model_search.md)
 BIRGE_TOLERANCE = 1.25
 
 
