@@ -45,6 +45,7 @@ from diffusion_core.checkpoint import read_card, write_calibration  # noqa: E402
 from diffusion_core.priors import load_default_prior  # noqa: E402
 from diffusion_core.reconstruct import ReconConfig, reconstruct  # noqa: E402
 from diffusion_core.uncertainty import (  # noqa: E402
+    BIRGE_TOLERANCE,
     CalibrationEntry,
     CaseScores,
     Fit,
@@ -53,6 +54,7 @@ from diffusion_core.uncertainty import (  # noqa: E402
     calibration_block,
     case_scores,
     coverage,
+    data_residual_ratio,
     entries_from_card,
     finite_k_factor,
     fit_model,
@@ -60,6 +62,7 @@ from diffusion_core.uncertainty import (  # noqa: E402
     leave_one_out_model,
     mask_sampling,
     merged,
+    residual_inflation,
 )
 
 DATA = ROOT.parent / "shared" / "data"
@@ -165,6 +168,10 @@ def reconstruct_cases(
             "mask": mask,
             "support": out.support,
             "noise": out.noise_sigma * out.scale,
+            # for per-case statistics computed from the data alone (data residual, coil maps)
+            "kspace": kspace * mask,
+            "maps": out.maps,
+            "scale": out.scale,
             "nfe": cfg.nfe,
             "seconds": time.perf_counter() - start,
         }
@@ -173,16 +180,25 @@ def reconstruct_cases(
     return keys
 
 
+def residual_ratio(r: dict) -> float:
+    """The data misfit rho of a cached case's mean (1 for caches made before they kept the data)."""
+    if "kspace" not in r or "maps" not in r:
+        return 1.0
+    return data_residual_ratio(r["kspace"], r["mask"], r["maps"], r["mean"], r["noise"])
+
+
 def scores_of(r: dict) -> CaseScores:
-    """A cached case's scores, with its noise term f sigma^2 (sampled fraction x noise^2)."""
+    """A cached case's scores, with its noise term f sigma^2 (sampled fraction x noise^2) and its
+    data misfit rho."""
     noise_var = float((r["mask"] != 0).float().mean()) * r["noise"] ** 2
-    return case_scores(r["ref"], r["mean"], r["std"], r["support"], noise_var)
+    return case_scores(r["ref"], r["mean"], r["std"], r["support"], noise_var, residual_ratio(r))
 
 
 def half_width(r: dict, fit: Fit, k: int) -> torch.Tensor:
     noise_var = float((r["mask"] != 0).float().mean()) * r["noise"] ** 2
     spread = (r["std"] ** 2 + fit.noise_weight * noise_var * r["support"]).sqrt()
-    return fit.factor * finite_k_factor(k) * spread
+    inflation = residual_inflation(residual_ratio(r), fit.residual_exponent, fit.residual_tolerance)
+    return fit.factor * finite_k_factor(k) * spread * inflation
 
 
 def short(name: str) -> str:
@@ -203,9 +219,13 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
         by_subject = len(set(groups)) > 1
         held = groups if by_subject else [short(key) for key in keys]
         factor_only = leave_one_out([c.ratios() for c in scores], [k] * len(rs), held)
-        model = leave_one_out_model(scores, [k] * len(rs), held)
+        misfit = {
+            "residual_exponents": tuple(args.residual_exponents),
+            "residual_tolerance": args.residual_tolerance,
+        }
+        model = leave_one_out_model(scores, [k] * len(rs), held, **misfit)
         # the same model held out by case only (the other cases of its own subject do count)
-        by_case = leave_one_out_model(scores, [k] * len(rs), [short(key) for key in keys])
+        by_case = leave_one_out_model(scores, [k] * len(rs), [short(key) for key in keys], **misfit)
         fk = finite_k_factor(k)
         print(
             f"\n{mask_class}: {args.sampler} nfe={args.nfe} K={k} cg_iters={args.cg_iters}, "
@@ -230,11 +250,19 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
                 "subject": r["subject"],
                 "raw": coverage(c.ratios(), 2.0),
                 "factor_only": coverage(c.ratios(), f0.factor * fk),
-                "model": coverage(c.ratios(f1.noise_weight), f1.factor * fk),
+                "model": coverage(
+                    c.ratios(f1.noise_weight, f1.residual_exponent, f1.residual_tolerance),
+                    f1.factor * fk,
+                ),
                 "noise_weight": f1.noise_weight,
+                "residual_exponent": f1.residual_exponent,
+                "residual_ratio": c.residual_ratio,
                 "factor": f1.factor,
                 "width": width,
-                "model_by_case": coverage(c.ratios(f2.noise_weight), f2.factor * fk),
+                "model_by_case": coverage(
+                    c.ratios(f2.noise_weight, f2.residual_exponent, f2.residual_tolerance),
+                    f2.factor * fk,
+                ),
                 "object_in_support": float(inside.sum() / obj.sum()),
                 "psnr": psnr(r["ref"], r["mean"], obj.numpy()),
                 "seconds": r["seconds"],
@@ -256,9 +284,10 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
             f"model held out by case {sum(0.93 <= x <= 0.97 for x in cov2)}/{len(cov2)} "
             f"(min {min(cov2):.3f})"
         )
-        fit = fit_model(scores, [k] * len(rs))
+        fit = fit_model(scores, [k] * len(rs), **misfit)
         print(
             f"fit on all {len(rs)} cases ({fit.method}): noise_weight {fit.noise_weight:g}, "
+            f"residual_exponent {fit.residual_exponent:g}, "
             f"factor {fit.factor:.3f}, mean coverage {fit.mean_coverage:.3f}"
         )
         mask = rs[0]["mask"]
@@ -281,6 +310,8 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
                 before,
                 fit.mean_coverage,
                 noise_weight=fit.noise_weight,
+                residual_exponent=fit.residual_exponent,
+                residual_tolerance=fit.residual_tolerance,
             )
         )
         i = min(args.figure_case, len(rs) - 1)
@@ -354,6 +385,19 @@ def main() -> int:
     p.add_argument("--card", type=Path, help="model card to write the fit into")
     p.add_argument("--figure", type=Path)
     p.add_argument("--json", type=Path, help="per-case numbers")
+    p.add_argument(
+        "--residual-exponents",
+        nargs="+",
+        type=float,
+        default=[0.0],
+        help="the data-misfit exponents to fit among (0: none, the shipped model; 0.5: Birge ratio)",
+    )
+    p.add_argument(
+        "--residual-tolerance",
+        type=float,
+        default=BIRGE_TOLERANCE,
+        help="the misfit rho the inflation tolerates: max(rho / tolerance, 1)^exponent",
+    )
     p.add_argument("--cache", type=Path, default=Path("/tmp/calibrate_default.pt"))
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

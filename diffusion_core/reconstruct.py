@@ -41,6 +41,7 @@ from diffusion_core.uncertainty import (
     Setting,
     acceleration_class,
     calibrate_std,
+    data_residual_ratio,
     mask_sampling,
 )
 from diffusion_core.validation import require_complex, require_finite
@@ -147,7 +148,10 @@ class Reconstruction:
     ``std`` is the calibrated one when ``calibrated`` (mean +- 2 std is the nominal 95 % interval;
     ``calibration_factor`` = std / std_raw, ``calibration_data`` what it was fitted on), else the
     raw one; ``std_raw`` is always the raw sample std; ``calibration_note`` says which, and why.
-    ``has_std`` is False for K = 1 (one sample has no spread: std is zeros and means nothing)."""
+    ``has_std`` is False for K = 1 (one sample has no spread: std is zeros and means nothing).
+    ``residual_ratio``: the data misfit of the mean, mean |M F S mean - y|^2 / (2 sigma^2) over
+    the sampled entries (:func:`diffusion_core.uncertainty.data_residual_ratio`; 1 for a per-coil
+    mean), which calibrations with a residual exponent inflate the std by."""
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -162,6 +166,7 @@ class Reconstruction:
     calibration_factor: float = 1.0
     calibration_data: str = ""
     calibration_note: str = ""
+    residual_ratio: float = 1.0
 
 
 def estimate_noise_sigma(kspace: torch.Tensor, mask: torch.Tensor, fraction: float = 0.1) -> float:
@@ -285,6 +290,12 @@ def reconstruct(
         samples.append(_ssos(out.detach()).to(kspace.dtype) if per_coil else out.detach())
     xs = torch.cat(samples) * scale
     mean = xs.mean(0)
+    # the data misfit of the mean (reduced chi-square against the measured k-space), for
+    # entries whose model inflates the std by it; a per-coil (SSOS) mean has no such misfit
+    sigma = noise_sigma * scale
+    residual_ratio = (
+        1.0 if per_coil or not sigma > 0 else data_residual_ratio(kspace, mask, maps, mean, sigma)
+    )
     if k == 1:
         std = torch.zeros(mean.shape, dtype=kspace.real.dtype, device=mean.device)
         cal = CalibratedStd(std, False, 1.0, "", "K = 1: one sample has no spread; no std")
@@ -297,7 +308,7 @@ def reconstruct(
         # the noise the mean keeps from the sampled fraction of k-space (data units), where the
         # image is reconstructed (outside the support mean and std stay exactly zero)
         noise_var = float(mask.mean()) * (noise_sigma * scale) ** 2 * support.to(std.dtype)
-        cal = calibrate_std(std, setting, cfg.calibration, noise_var)
+        cal = calibrate_std(std, setting, cfg.calibration, noise_var, residual_ratio)
     return Reconstruction(
         mean,
         cal.std,
@@ -312,6 +323,7 @@ def reconstruct(
         calibration_factor=cal.factor,
         calibration_data=cal.data,
         calibration_note=cal.note,
+        residual_ratio=residual_ratio,
     )
 
 

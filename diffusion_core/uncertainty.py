@@ -22,6 +22,22 @@ guarantee is on the per-image coverage, not on pixels pooled as if independent. 
 is chosen on the same cases, from a short grid, as the one that makes the cases' own 95 % factors
 most alike (the spread that a single factor cannot remove).
 
+Optionally (``residual_exponent`` gamma, 0 in cards written before it existed) the half-width is
+inflated by the data misfit of the mean, measured at reconstruction time from the data alone:
+
+    h = factor * finite_k_factor(K) * sqrt(std_raw^2 + noise_weight * f * sigma^2) * max(rho / tau, 1)^gamma
+    rho = mean over sampled entries and coils of |M F S mean - y|^2 / (2 sigma^2)
+
+(:func:`data_residual_ratio`: the reduced chi-square of the mean against the measured k-space;
+about 1 when the forward model and the noise level explain the data). gamma = 1/2 is the Birge
+ratio, the usual inflation of uncertainties by sqrt(reduced chi-square) when the data disagree
+with the model by more than the noise: a mean that cannot fit the sampled data (coil maps, prior
+or noise model mismatched) errs off them too by more than the samples' spread says. The tolerance
+tau (``residual_tolerance``; :data:`BIRGE_TOLERANCE` = 1.25, set by hand, not fitted) leaves alone
+the misfits within what the noise estimate and the mean's partial fit of the noise give (rho
+0.76-1.13 on the 26 of 30 development cases that fit the data). It removes the subject offset
+at R = 8 1D and leaves R = 4 and Poisson unchanged (benchmarks/results/uncertainty_model_search.md).
+
 Scores use the rule of the benchmark: magnitudes, |mean| scaled by the least-squares scalar ``a``
 fitting it to |ref|, and ``a std``; object pixels are those above 10 % of max |ref|.
 """
@@ -129,6 +145,8 @@ class CalibrationEntry:
     coverage_after: float
     alpha: float = ALPHA
     noise_weight: float = 0.0
+    residual_exponent: float = 0.0
+    residual_tolerance: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,6 +164,16 @@ class CalibrationEntry:
             raise ValueError(
                 f"calibration entry {entry.setting.label()}: noise_weight {entry.noise_weight}, "
                 "expected a finite value >= 0"
+            )
+        if not (entry.residual_exponent >= 0 and math.isfinite(entry.residual_exponent)):
+            raise ValueError(
+                f"calibration entry {entry.setting.label()}: residual_exponent "
+                f"{entry.residual_exponent}, expected a finite value >= 0"
+            )
+        if not (entry.residual_tolerance > 0 and math.isfinite(entry.residual_tolerance)):
+            raise ValueError(
+                f"calibration entry {entry.setting.label()}: residual_tolerance "
+                f"{entry.residual_tolerance}, expected a finite value > 0"
             )
         return entry
 
@@ -181,11 +209,14 @@ def calibrate_std(
     want: Setting,
     entries: tuple[CalibrationEntry, ...],
     noise_var: float | torch.Tensor = 0.0,
+    residual_ratio: float = 1.0,
 ) -> CalibratedStd:
     """Apply the nearest calibration to a raw std (K = want.num_samples >= 2); say what was done.
     ``noise_var``: f sigma^2 in the units of std_raw squared (the module docstring), a number or
     a map like std_raw (0 where nothing is reconstructed); ``factor`` of the result is the
-    multiplier of sqrt(std_raw^2 + noise_weight * noise_var)."""
+    multiplier of sqrt(std_raw^2 + noise_weight * noise_var). ``residual_ratio``: rho of
+    :func:`data_residual_ratio`; entries with a residual_exponent gamma > 0 multiply the std by
+    max(rho / residual_tolerance, 1)^gamma (``factor`` of the result does not include it)."""
     entry = lookup(entries, want)
     if entry is None:
         note = f"uncalibrated: no calibration for sampler {want.sampler!r} in the model card"
@@ -204,7 +235,43 @@ def calibrate_std(
         spread = (std_raw.square() + entry.noise_weight * noise_var).sqrt()
     else:
         spread = std_raw
+    if entry.residual_exponent > 0:
+        inflation = residual_inflation(
+            residual_ratio, entry.residual_exponent, entry.residual_tolerance
+        )
+        note += (
+            f" (data-misfit inflation max(rho / {entry.residual_tolerance:g}, 1)^"
+            f"{entry.residual_exponent:g} = {inflation:.3f}, rho {residual_ratio:.3f})"
+        )
+        spread = spread * inflation
     return CalibratedStd(spread * factor, True, factor, entry.data, note)
+
+
+def residual_inflation(residual_ratio: float, exponent: float, tolerance: float = 1.0) -> float:
+    """max(rho / tau, 1)^gamma: 1 where the mean fits the data within tau times the noise (or
+    gamma = 0)."""
+    if not math.isfinite(residual_ratio):
+        raise ValueError(f"residual_ratio: expected a finite value, got {residual_ratio}")
+    return max(residual_ratio / tolerance, 1.0) ** exponent if exponent else 1.0
+
+
+def data_residual_ratio(
+    kspace: torch.Tensor,
+    mask: torch.Tensor,
+    maps: torch.Tensor,
+    image: torch.Tensor,
+    noise_sigma: float,
+) -> float:
+    """rho = mean over the sampled entries and coils of |fft2c(maps * image) - kspace|^2 / (2
+    noise_sigma^2): the reduced chi-square of ``image`` (y, x) against the measured ``kspace``
+    (coils, ky, kx) through ``maps`` (coils, y, x), sigma per real channel in the units of kspace."""
+    from diffusion_core.fft import fft2c
+
+    if not noise_sigma > 0:
+        raise ValueError(f"noise_sigma: expected > 0, got {noise_sigma}")
+    sampled = mask != 0
+    res = (fft2c(maps * image) - kspace)[:, sampled]
+    return float(res.abs().square().double().mean() / (2.0 * noise_sigma**2))
 
 
 @dataclass(frozen=True)
@@ -215,10 +282,19 @@ class CaseScores:
     error: np.ndarray
     std: np.ndarray
     noise_var: float = 0.0
+    residual_ratio: float = 1.0
 
-    def ratios(self, noise_weight: float = 0.0) -> np.ndarray:
-        """error / sqrt(std^2 + noise_weight noise_var); inf where that is 0 and the error not."""
-        width = np.sqrt(self.std**2 + noise_weight * self.noise_var)
+    def ratios(
+        self,
+        noise_weight: float = 0.0,
+        residual_exponent: float = 0.0,
+        residual_tolerance: float = 1.0,
+    ) -> np.ndarray:
+        """error / (sqrt(std^2 + noise_weight noise_var) :func:`residual_inflation`); inf where
+        that is 0 and the error not."""
+        width = np.sqrt(self.std**2 + noise_weight * self.noise_var) * residual_inflation(
+            self.residual_ratio, residual_exponent, residual_tolerance
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(
                 width > 0,
@@ -233,6 +309,7 @@ def case_scores(
     std: torch.Tensor,
     support: torch.Tensor | None = None,
     noise_var: float = 0.0,
+    residual_ratio: float = 1.0,
 ) -> CaseScores:
     """The :class:`CaseScores` of ref, mean (complex or magnitude) and std (y, x) on the object
     pixels of ref, inside ``support`` (y, x) bool if given (the reconstruction's support; outside
@@ -243,7 +320,7 @@ def case_scores(
     if support is not None:
         inside = inside & support.detach().cpu().numpy().astype(bool)
     a = max(a, 1e-30)
-    return CaseScores((np.abs(a * m - r) / a)[inside], s[inside], noise_var)
+    return CaseScores((np.abs(a * m - r) / a)[inside], s[inside], noise_var, residual_ratio)
 
 
 def pixel_ratios(
@@ -265,6 +342,8 @@ class Fit:
     method: str
     mean_coverage: float
     noise_weight: float = 0.0
+    residual_exponent: float = 0.0
+    residual_tolerance: float = 1.0
 
 
 def fit_factor(ratio_sets: list[np.ndarray], ks: list[int], alpha: float = ALPHA) -> Fit:
@@ -325,10 +404,34 @@ def _other_groups(groups: list[str]) -> list[list[int]]:
 NOISE_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0)
 
 
-def case_factor_spread(cases: list[CaseScores], noise_weight: float, alpha: float = ALPHA) -> float:
+# the residual exponent of the Birge ratio (the module docstring); (0.0,): the model without it
+BIRGE = 0.5
+# the misfit tau that the Birge inflation tolerates: above the rho of the development cases that
+# fit the data (0.76-1.13), set by hand (benchmarks/results/uncertainty_model_search.md)
+BIRGE_TOLERANCE = 1.25
+
+
+def case_factor_spread(
+    cases: list[CaseScores],
+    noise_weight: float,
+    alpha: float = ALPHA,
+    residual_exponent: float = 0.0,
+    residual_tolerance: float = 1.0,
+) -> float:
     """Std over cases of log(own 1 - alpha quantile of the ratios): 0 when one factor gives every
     case the same coverage; what :func:`fit_model` makes small."""
-    return float(np.std([np.log(np.quantile(c.ratios(noise_weight), 1 - alpha)) for c in cases]))
+    return float(
+        np.std(
+            [
+                np.log(
+                    np.quantile(
+                        c.ratios(noise_weight, residual_exponent, residual_tolerance), 1 - alpha
+                    )
+                )
+                for c in cases
+            ]
+        )
+    )
 
 
 def fit_model(
@@ -336,22 +439,45 @@ def fit_model(
     ks: list[int],
     alpha: float = ALPHA,
     noise_weights: tuple[float, ...] = NOISE_WEIGHTS,
+    residual_exponents: tuple[float, ...] = (0.0,),
+    residual_tolerance: float = 1.0,
 ) -> Fit:
-    """The noise weight of ``noise_weights`` with the least :func:`case_factor_spread` (ties: the
-    smaller weight), then the factor on its ratios by :func:`fit_factor`. One case, or cases all
-    without noise, keep the factor-only model (nothing to choose a weight from)."""
-    weights = noise_weights if len(cases) > 1 and any(c.noise_var > 0 for c in cases) else (0.0,)
-    best = min(weights, key=lambda w: (round(case_factor_spread(cases, w, alpha), 9), w))
-    fit = fit_factor([c.ratios(best) for c in cases], ks, alpha)
-    return Fit(fit.factor, fit.method, fit.mean_coverage, best)
+    """The pair (noise weight of ``noise_weights``, residual exponent of ``residual_exponents``)
+    with the least :func:`case_factor_spread` (ties: the smaller exponent, then the smaller
+    weight), then the factor on its ratios by :func:`fit_factor`. One case, or cases all without
+    noise, keep noise weight 0 (nothing to choose a weight from); one case keeps the first
+    exponent given. ``residual_exponents=(BIRGE,)``, ``residual_tolerance=BIRGE_TOLERANCE``: the
+    Birge-ratio inflation of the module docstring (the tolerance is given, not fitted)."""
+    several = len(cases) > 1
+    weights = noise_weights if several and any(c.noise_var > 0 for c in cases) else (0.0,)
+    exponents = residual_exponents if several else residual_exponents[:1]
+    _, gamma, best = min(
+        (round(case_factor_spread(cases, w, alpha, g, residual_tolerance), 9), g, w)
+        for g in exponents
+        for w in weights
+    )
+    fit = fit_factor([c.ratios(best, gamma, residual_tolerance) for c in cases], ks, alpha)
+    tolerance = residual_tolerance if gamma else 1.0
+    return Fit(fit.factor, fit.method, fit.mean_coverage, best, gamma, tolerance)
 
 
 def leave_one_out_model(
-    cases: list[CaseScores], ks: list[int], groups: list[str], alpha: float = ALPHA
+    cases: list[CaseScores],
+    ks: list[int],
+    groups: list[str],
+    alpha: float = ALPHA,
+    residual_exponents: tuple[float, ...] = (0.0,),
+    residual_tolerance: float = 1.0,
 ) -> list[Fit]:
     """For each case, :func:`fit_model` on the cases of every other group (subject)."""
     return [
-        fit_model([cases[i] for i in keep], [ks[i] for i in keep], alpha)
+        fit_model(
+            [cases[i] for i in keep],
+            [ks[i] for i in keep],
+            alpha,
+            residual_exponents=residual_exponents,
+            residual_tolerance=residual_tolerance,
+        )
         for keep in _other_groups(groups)
     ]
 
@@ -361,7 +487,9 @@ MODEL = (
     "finite_k_factor(K) = sqrt((K+1)/K) t_{0.975,K-1}, f the sampled fraction of k-space, sigma "
     "the measurement noise per real channel in image units (f sigma^2: the noise the mean keeps "
     "from the sampled data, absent from the spread of the samples; noise_weight 0 or missing: "
-    "std = factor * finite_k_factor(K) * std_raw / 2) (diffusion_core.uncertainty); mean +- 2 std "
+    "std = factor * finite_k_factor(K) * std_raw / 2), times max(rho / residual_tolerance, 1)^residual_exponent where "
+    "residual_exponent > 0 (rho: mean |M F S mean - y|^2 / (2 sigma^2) over the sampled entries, "
+    "the data misfit of the mean; 1/2: the Birge ratio) (diffusion_core.uncertainty); mean +- 2 std "
     "is the nominal 95 % interval of | a|mean| - |x| | on object pixels"
 )
 

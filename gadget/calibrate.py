@@ -161,7 +161,14 @@ def run(config: CalibrateConfig) -> int:
         assert out.std_raw is not None
         # the noise the mean keeps from the sampled fraction f of k-space: f sigma^2
         noise_var = float(mask.mean()) * (out.noise_sigma * out.scale) ** 2
-        scores = case_scores(truth, out.mean.cpu(), out.std_raw.cpu(), out.support.cpu(), noise_var)
+        scores = case_scores(
+            truth,
+            out.mean.cpu(),
+            out.std_raw.cpu(),
+            out.support.cpu(),
+            noise_var,
+            out.residual_ratio,  # the data misfit, for fits with a residual exponent
+        )
         results.setdefault(spec.label(), []).append((name, subject, scores))
         settings[spec.label()] = Setting(
             config.sampler,

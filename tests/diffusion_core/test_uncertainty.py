@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from diffusion_core.masks import poisson_disc_mask, random_columns_mask
 from diffusion_core.priors import DEFAULT_PRIOR_PATH
 from diffusion_core.reconstruct import ReconConfig, reconstruct
 from diffusion_core.uncertainty import (
+    BIRGE,
+    BIRGE_TOLERANCE,
     CRC,
     EMPIRICAL,
     UNRECORDED,
@@ -28,6 +31,7 @@ from diffusion_core.uncertainty import (
     calibrate_std,
     calibration_block,
     case_scores,
+    data_residual_ratio,
     entries_from_card,
     finite_k_factor,
     fit_factor,
@@ -391,3 +395,119 @@ def test_one_sample_says_it_has_no_std() -> None:
     assert not out.has_std and not out.calibrated
     assert out.calibration_note.startswith("K = 1")
     assert float(out.std.abs().max()) == 0.0
+
+
+# A synthetic problem whose right residual exponent is known: each case's errors are wider than
+# sqrt(std^2 + W v) by sqrt(rho) (the Birge ratio of its data misfit rho), so the exponent 1/2
+# makes every case alike and a fresh case's coverage 2 Phi(lam) - 1 whatever its rho.
+def _misfit_case(rng: np.random.Generator, rho: float, noise_var: float = 1.0) -> CaseScores:
+    c = _noisy_case(rng, noise_var, pixels=20_000)
+    return CaseScores(c.error * max(rho, 1.0) ** 0.5, c.std, noise_var, rho)
+
+
+def test_residual_exponent_is_found_and_gives_every_misfit_the_nominal_coverage() -> None:
+    rng = np.random.default_rng(5)
+    rhos = [0.9, 1.0, 1.5, 2.0, 2.5, 4.0, 1.2, 3.0]
+    cases = [
+        _misfit_case(rng, r, v) for r, v in zip(rhos, [0.5, 1, 2, 4, 0.5, 1, 2, 4], strict=True)
+    ]
+    fit = fit_model(cases, [K] * len(cases), residual_exponents=(0.0, 0.25, BIRGE, 1.0))
+    assert (fit.residual_exponent, fit.noise_weight) == (BIRGE, W)
+    lam = fit.factor * finite_k_factor(K)
+    assert lam == pytest.approx(1.96, abs=0.025)
+    for rho in (1.0, 2.0, 6.0):  # fresh cases, up to a misfit beyond any fitted on
+        fresh = _misfit_case(rng, rho)
+        assert abs(np.mean(fresh.ratios(W, BIRGE) <= lam) - 0.95) < 0.012, rho
+    # without the exponent the factor over-covers well-fitting cases and under-covers misfits
+    old = fit_model(cases, [K] * len(cases))
+    assert old.residual_exponent == 0.0
+    lam0 = old.factor * finite_k_factor(K)
+    assert np.mean(_misfit_case(rng, 1.0).ratios(old.noise_weight) <= lam0) > 0.98
+    assert np.mean(_misfit_case(rng, 6.0).ratios(old.noise_weight) <= lam0) < 0.85
+    # leave-one-out passes the exponent and the tolerance on
+    fits = leave_one_out_model(
+        cases, [K] * 8, list("aabbccdd"), residual_exponents=(BIRGE,), residual_tolerance=1.25
+    )
+    assert all((f.residual_exponent, f.residual_tolerance) == (BIRGE, 1.25) for f in fits)
+
+
+def test_data_residual_ratio_is_the_reduced_chi_square() -> None:
+    g = torch.Generator().manual_seed(2)
+    image = torch.randn(16, 12, dtype=torch.complex64, generator=g)
+    maps = torch.randn(3, 16, 12, dtype=torch.complex64, generator=g)
+    mask = torch.zeros(16, 12)
+    mask[::2] = 1
+    sigma = 0.1
+    noise = sigma * torch.complex(*torch.randn(2, 3, 16, 12, generator=g))
+    dims = (-2, -1)
+    clean = torch.fft.fftshift(
+        torch.fft.fft2(torch.fft.ifftshift(maps * image, dim=dims), norm="ortho"), dim=dims
+    )
+    kspace = (clean + noise) * mask
+    rho = data_residual_ratio(kspace, mask, maps, image, sigma)
+    assert rho == pytest.approx(1.0, abs=0.15)  # 576 complex entries: rho ~ 1 +- 0.06
+    # a mean off by a quarter of the image: noise plus a misfit of |clean / 4|^2, exactly
+    off = data_residual_ratio(kspace, mask, maps, 0.75 * image, sigma)
+    res = (0.25 * clean + noise)[:, mask != 0]
+    assert off == pytest.approx(float(res.abs().square().mean()) / (2 * sigma**2), rel=1e-4)
+    assert off > 3
+
+
+def test_residual_inflation_applied_by_calibrate_std_and_old_entries_unchanged() -> None:
+    setting = Setting("dds", 25, 4, 5, 4, "1d")
+    old = CalibrationEntry(setting, 1.6, EMPIRICAL, 10, "n", 0.6, 0.95, noise_weight=0.25)
+    new = replace(old, residual_exponent=BIRGE)
+    std = torch.tensor([[0.0, 0.3], [0.4, 1.0]])
+    base = calibrate_std(std, setting, (old,), noise_var=0.64)
+    # an entry without the exponent ignores the residual ratio; one with it multiplies by sqrt(rho)
+    assert torch.equal(calibrate_std(std, setting, (old,), 0.64, residual_ratio=4.0).std, base.std)
+    cal = calibrate_std(std, setting, (new,), 0.64, residual_ratio=4.0)
+    assert torch.allclose(cal.std, 2.0 * base.std) and "rho 4.000" in cal.note
+    below = calibrate_std(std, setting, (new,), 0.64, residual_ratio=0.8)
+    assert torch.allclose(below.std, base.std)  # a fit within the noise never narrows
+    tolerant = replace(new, residual_tolerance=BIRGE_TOLERANCE)
+    within = calibrate_std(std, setting, (tolerant,), 0.64, residual_ratio=1.2)
+    assert torch.allclose(within.std, base.std)  # a misfit within the tolerance: unchanged
+    beyond = calibrate_std(std, setting, (tolerant,), 0.64, residual_ratio=5.0)
+    assert torch.allclose(beyond.std, 2.0 * base.std)  # sqrt(5 / 1.25)
+    # the card round trip keeps it, and an old dict (no key) reads as exponent 0
+    assert CalibrationEntry.from_dict(new.to_dict()) == new
+    d = old.to_dict()
+    del d["residual_exponent"], d["residual_tolerance"]
+    assert CalibrationEntry.from_dict(d) == old
+    with pytest.raises(ValueError, match="residual_exponent"):
+        CalibrationEntry.from_dict({**new.to_dict(), "residual_exponent": -1.0})
+    with pytest.raises(ValueError, match="residual_tolerance"):
+        CalibrationEntry.from_dict({**new.to_dict(), "residual_tolerance": 0.0})
+
+
+def test_reconstruct_inflates_by_the_residual_ratio_it_reports() -> None:
+    prior, kspace, mask, maps = _problem()
+    cfg = ReconConfig(nfe=4, num_samples=3, cg_iters=3, sigma_max=20.0, noise_sigma=0.01)
+    entry = CalibrationEntry(
+        Setting("dds", 4, 3, 3, acceleration_class(mask), mask_sampling(mask)),
+        1.5,
+        EMPIRICAL,
+        8,
+        "synthetic",
+        0.7,
+        0.95,
+        residual_exponent=BIRGE,
+    )
+    runs = [
+        reconstruct(
+            kspace,
+            mask,
+            prior,
+            ReconConfig(**{**cfg.__dict__, "calibration": (e,)}),
+            maps=maps,
+            generator=torch.Generator().manual_seed(1),
+        )
+        for e in (replace(entry, residual_exponent=0.0), entry)
+    ]
+    plain, inflated = runs
+    rho = data_residual_ratio(kspace, mask, maps, plain.mean, 0.01 * plain.scale)
+    assert plain.residual_ratio == pytest.approx(rho) and inflated.residual_ratio == pytest.approx(
+        rho
+    )
+    assert torch.allclose(inflated.std, plain.std * max(rho, 1.0) ** 0.5)
