@@ -68,6 +68,9 @@ class Uncertainty:
         prewhitened: the k-space was prewhitened with a measured noise covariance.
         noise_note: where the noise covariance came from, or why there was none.
         support: pixels of the region reconstructed, or None (all pixels).
+        data_misfit: rho, the data misfit of the mean (reduced chi-square against the measured
+            k-space; about 1 when mean and coil maps explain the data to the noise); a calibration
+            with a residual exponent widens the std where it is high (``note`` says by how much).
     """
 
     calibrated: bool
@@ -77,6 +80,7 @@ class Uncertainty:
     prewhitened: bool
     noise_note: str
     support: tuple[int, int] | None  # (pixels inside, all pixels)
+    data_misfit: float = 1.0
 
     @classmethod
     def of(cls, assembled: AssembledSlice, result: Reconstruction) -> Uncertainty:
@@ -90,6 +94,7 @@ class Uncertainty:
             noise_note=assembled.noise_note
             or ("prewhitened" if assembled.prewhitened else "not prewhitened: no noise covariance"),
             support=None if inside == result.support.numel() else (inside, result.support.numel()),
+            data_misfit=result.residual_ratio,
         )
 
     def meta(self) -> dict[str, str]:
@@ -106,6 +111,7 @@ class Uncertainty:
             "UncertaintyCalibrationData": _ascii(self.data),
             "UncertaintyRegion": region,
             "UncertaintyCalibrationNote": _ascii(self.note),
+            "UncertaintyDataMisfit": f"{self.data_misfit:.4g}",
         }
 
     def comment(self) -> str:

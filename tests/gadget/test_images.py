@@ -178,8 +178,10 @@ def test_calibration_and_support_come_from_the_reconstruction() -> None:
         calibration_factor=1.7,
         calibration_data="leave-one-subject-out, 3 held-out subjects",
         calibration_note="nearest setting: dds 25 NFE K=4 CG 5 R~4 (asked R~8)",
+        residual_ratio=2.4321,
     )
     std = _by_series(ImageMaker(GEOMETRY, GadgetConfig())(_slice(), result))[2].meta
+    assert std["UncertaintyDataMisfit"] == "2.432"
     assert std["UncertaintyCalibrated"] == "true"
     assert std["UncertaintyCalibrationFactor"] == "1.7"
     assert std["UncertaintyCalibrationData"] == "leave-one-subject-out, 3 held-out subjects"
