@@ -76,7 +76,9 @@ def main() -> None:
         size=96,
         real_size=128,
     )
-    print("| case | mask | rows touching both sides: true / detected / both | top | span | oracle | detected | everywhere |")
+    print(
+        "| case | mask | rows touching both sides: true / detected / both | top | span | oracle | detected | everywhere |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for case in build_cases(ns):
         ref, truth = case.reference, case.maps_true.permute(1, 2, 0)
@@ -100,7 +102,9 @@ def main() -> None:
             image = cg_sense(kspace, mask, v1.permute(2, 0, 1), max_iter=10)
             found = touches_both_sides(image)
 
-            def error(m: torch.Tensor) -> str:
+            def error(
+                m: torch.Tensor, truth: torch.Tensor = truth, edge: torch.Tensor = edge
+            ) -> str:
                 e = 1 - (m.conj() * truth).sum(-1).abs()
                 return f"{float(e[edge].mean()):.4f}" if bool(edge.any()) else "-"
 

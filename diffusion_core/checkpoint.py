@@ -81,7 +81,11 @@ def save_checkpoint(
         net, sigma_data = denoiser_or_net, float(card.get("sigma_data", 0.5))
     denoiser_block: dict[str, Any] = {"class": "PreconditionedDenoiser", "sigma_data": sigma_data}
     if isinstance(denoiser_or_net, PatchDenoiser):
-        denoiser_block = {"class": "PatchDenoiser", "sigma_data": sigma_data, "patch": denoiser_or_net.patch}
+        denoiser_block = {
+            "class": "PatchDenoiser",
+            "sigma_data": sigma_data,
+            "patch": denoiser_or_net.patch,
+        }
     if not isinstance(net, UNet):
         raise TypeError(
             f"save_checkpoint: expected a UNet inside the denoiser, got {type(net).__name__}"

@@ -140,7 +140,7 @@ class PatchDenoiser(PreconditionedDenoiser):
     def _offset(self, sigma: torch.Tensor) -> tuple[int, int]:
         """(y, x) offset of the tiling for noise levels ``sigma``: SplitMix64 of the mean log level
         (to 1e-4), so every level of a schedule gets its own, well-spread offset."""
-        z = (int(round(float(sigma.float().log().mean()) * 1e4)) + 0x9E3779B97F4A7C15) % 2**64
+        z = (round(float(sigma.float().log().mean()) * 1e4) + 0x9E3779B97F4A7C15) % 2**64
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
         z ^= z >> 31
@@ -163,12 +163,16 @@ class PatchDenoiser(PreconditionedDenoiser):
         ys = (torch.arange(ty * p, device=x.device, dtype=torch.float32) + 0.5) * (2.0 / h) - 1
         xs = (torch.arange(tx * p, device=x.device, dtype=torch.float32) + 0.5) * (2.0 / w) - 1
         pos = torch.stack(torch.meshgrid(ys, xs, indexing="ij"))  # (2, Hp, Wp)
-        chans = torch.cat([torch.view_as_real(padded).permute(0, 3, 1, 2), pos.expand(b, -1, -1, -1)], 1)
+        chans = torch.cat(
+            [torch.view_as_real(padded).permute(0, 3, 1, 2), pos.expand(b, -1, -1, -1)], 1
+        )
         chans = torch.roll(chans, shifts=offset, dims=(2, 3))
         t = chans.reshape(b, 4, ty, p, tx, p).permute(0, 2, 4, 1, 3, 5).reshape(-1, 4, p, p)
         return t, (ty, tx, *offset)
 
-    def untile(self, t: torch.Tensor, layout: tuple[int, int, int, int], h: int, w: int) -> torch.Tensor:
+    def untile(
+        self, t: torch.Tensor, layout: tuple[int, int, int, int], h: int, w: int
+    ) -> torch.Tensor:
         """(B * n, 2, patch, patch) real -> (B, H, W) complex: the inverse of :meth:`tiles`."""
         ty, tx, oy, ox = layout
         p = self.patch

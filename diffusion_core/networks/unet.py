@@ -50,7 +50,9 @@ class UNetConfig:
         if self.in_channels < 1:
             raise ValueError(f"in_channels: expected >= 1, got {self.in_channels}")
         if self.out_channels < 0:
-            raise ValueError(f"out_channels: expected >= 0 (0: in_channels), got {self.out_channels}")
+            raise ValueError(
+                f"out_channels: expected >= 0 (0: in_channels), got {self.out_channels}"
+            )
 
     @property
     def outputs(self) -> int:

@@ -93,7 +93,9 @@ class TrainConfig:
         if self.p_std <= 0 or self.sigma_data <= 0:
             raise ValueError("TrainConfig.p_std and sigma_data: expected > 0")
         if self.patch and self.patch < 4:
-            raise ValueError(f"TrainConfig.patch: expected 0 (whole images) or >= 4, got {self.patch}")
+            raise ValueError(
+                f"TrainConfig.patch: expected 0 (whole images) or >= 4, got {self.patch}"
+            )
 
 
 @dataclass
