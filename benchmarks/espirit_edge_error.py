@@ -29,6 +29,30 @@ from diffusion_core.calibration import calibration_data  # noqa: E402
 BANDS = ((0, 4), (4, 10), (10, 20), (20, 10_000))
 
 
+def held_out_flair_cases(data_dir: Path) -> list:
+    """The generalization benchmark's 4 held-out niivue_FLAIR cases at 96 x 96 (case seed 0)."""
+    ns = argparse.Namespace(
+        data_dir=data_dir,
+        subjects=["niivue_FLAIR"],
+        cases_per_subject=4,
+        case_seed=0,
+        size=96,
+        real_size=128,
+    )
+    return build_cases(ns)
+
+
+def image_space_matrices(
+    kspace: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, tuple[int, int], tuple[int, ...]]:
+    """ESPIRiT's W(r) (y, x, c, c), its kernel and the calibration block's shape for ``kspace``
+    under ``mask``, by the steps and defaults of :func:`diffusion_core.espirit.espirit_maps`."""
+    cal = calibration_data(kspace, mask, None, (espirit.CALIB_SIZE, espirit.CALIB_SIZE))
+    kernel = espirit.kernel_shape((cal.shape[-2], cal.shape[-1]), 6)
+    kernels = espirit._kernels(cal, kernel, espirit.THRESHOLD)
+    return espirit._image_space_matrices(kernels, kspace.shape[-2:]), kernel, tuple(cal.shape)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data-dir", type=Path, default=DATA)
@@ -37,28 +61,18 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.set_num_threads(1)
-    ns = argparse.Namespace(
-        data_dir=args.data_dir,
-        subjects=["niivue_FLAIR"],
-        cases_per_subject=4,
-        case_seed=0,
-        size=96,
-        real_size=128,
-    )
-    case = next(c for c in build_cases(ns) if args.case in c.meta.name)
+    case = next(c for c in held_out_flair_cases(args.data_dir) if args.case in c.meta.name)
     ref = case.reference
     ny, nx = ref.shape[-2:]
     obj = ref.abs() > 0.05 * ref.abs().max()
     mask = make_mask(args.mask, (ny, nx), args.seed)
     kspace = case.kspace * mask
     # the eigenvalue espirit_maps crops with, recomputed from its steps
-    cal = calibration_data(kspace, mask, None, (espirit.CALIB_SIZE, espirit.CALIB_SIZE))
-    kernel = espirit.kernel_shape((cal.shape[-2], cal.shape[-1]), 6)
-    w = espirit._image_space_matrices(espirit._kernels(cal, kernel, espirit.THRESHOLD), (ny, nx))
+    w, _, block = image_space_matrices(kspace, mask)
     value, _ = espirit._top_eigenpair(w)
     maps = espirit.espirit_maps(kspace, mask)
     err = 1 - (maps.conj() * case.maps_true).sum(0).abs()
-    print(f"{case.meta.name}, {args.mask}, seed {args.seed}: calibration {tuple(cal.shape)}")
+    print(f"{case.meta.name}, {args.mask}, seed {args.seed}: calibration {block}")
     ry, rx = torch.arange(ny), torch.arange(nx)
     dist = {
         "rows from top/bottom": torch.minimum(ry, ny - 1 - ry)[:, None].expand(ny, nx),

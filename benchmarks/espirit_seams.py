@@ -30,10 +30,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.generalization import DATA, build_cases  # noqa: E402
+from benchmarks.espirit_edge_error import held_out_flair_cases, image_space_matrices  # noqa: E402
+from benchmarks.generalization import DATA  # noqa: E402
 from benchmarks.generalization_cases import make_mask  # noqa: E402
 from diffusion_core import espirit  # noqa: E402
-from diffusion_core.calibration import calibration_data  # noqa: E402
 from diffusion_core.classical import cg_sense  # noqa: E402
 
 MASKS = ("R=4 1D random", "R=8 1D random", "R=8 2D Poisson")
@@ -68,19 +68,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.set_num_threads(1)
-    ns = argparse.Namespace(
-        data_dir=args.data_dir,
-        subjects=["niivue_FLAIR"],
-        cases_per_subject=4,
-        case_seed=0,
-        size=96,
-        real_size=128,
-    )
     print(
         "| case | mask | rows touching both sides: true / detected / both | top | span | oracle | detected | everywhere |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for case in build_cases(ns):
+    for case in held_out_flair_cases(args.data_dir):
         ref, truth = case.reference, case.maps_true.permute(1, 2, 0)
         ny, nx = ref.shape[-2:]
         obj = ref.abs() > 0.05 * ref.abs().max()
@@ -89,11 +81,7 @@ def main() -> None:
         for name in MASKS:
             mask = make_mask(name, (ny, nx), args.seed)
             kspace = case.kspace * mask
-            cal = calibration_data(kspace, mask, None, (espirit.CALIB_SIZE, espirit.CALIB_SIZE))
-            kernel = espirit.kernel_shape((cal.shape[-2], cal.shape[-1]), 6)
-            w = espirit._image_space_matrices(
-                espirit._kernels(cal, kernel, espirit.THRESHOLD), (ny, nx)
-            )
+            w, kernel, _ = image_space_matrices(kspace, mask)
             l1, v1 = espirit._top_eigenpair(w)
             deflated = w - l1[..., None, None] * (v1[..., :, None] @ v1[..., None, :].conj())
             v2 = espirit._top_eigenpair(deflated)[1]

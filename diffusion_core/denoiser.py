@@ -103,11 +103,14 @@ class PreconditionedDenoiser(nn.Module):
         xb = x.reshape(-1, *hw).to(torch.complex64)
         sb = s.reshape(-1)
         c_skip, c_out, c_in, c_noise = (c[:, None, None] for c in self.coefficients(sb))
-        inp = complex_to_channels(xb * c_in)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
-            out = self.net(inp, c_noise.reshape(-1))
-        x0 = c_skip * xb + c_out * channels_to_complex(out)
+        x0 = c_skip * xb + c_out * self._network(xb * c_in, c_noise.reshape(-1), sb)
         return x0.reshape(*lead, *hw)
+
+    def _network(self, x: torch.Tensor, c_noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """F(c_in x, c_noise): x (B, H, W) complex, c_noise and sigma (B,) -> (B, H, W) complex."""
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            out = self.net(complex_to_channels(x), c_noise)
+        return channels_to_complex(out)
 
 
 class PatchDenoiser(PreconditionedDenoiser):
@@ -180,24 +183,14 @@ class PatchDenoiser(PreconditionedDenoiser):
         full = torch.roll(full.reshape(-1, 2, ty * p, tx * p), shifts=(-oy, -ox), dims=(2, 3))
         return torch.view_as_complex(full[:, :, :h, :w].permute(0, 2, 3, 1).contiguous())
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-        """x (..., H, W) complex, sigma float or (...,) -> x0 estimate (..., H, W) complex64."""
-        if not x.is_complex():
-            raise TypeError(f"x: expected a complex image (..., H, W), got dtype {x.dtype}")
-        s = _sigma_like(sigma, x)
-        if bool((s <= 0).any()):
-            raise ValueError(f"sigma: expected > 0, got min {float(s.min())}")
-        lead, (h, w) = x.shape[:-2], x.shape[-2:]
-        xb = x.reshape(-1, h, w).to(torch.complex64)
-        sb = s.reshape(-1)
-        c_skip, c_out, c_in, c_noise = (c[:, None, None] for c in self.coefficients(sb))
-        t, layout = self.tiles(xb * c_in, self._offset(sb))
-        per_tile = t.shape[0] // xb.shape[0]
-        noise = c_noise.reshape(-1).repeat_interleave(per_tile)
+    def _network(self, x: torch.Tensor, c_noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The network on the tiles of x (B, H, W) with their positions, put back together."""
+        h, w = x.shape[-2:]
+        t, layout = self.tiles(x, self._offset(sigma))
+        per_image = t.shape[0] // x.shape[0]
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
-            out = self.net(t, noise)
-        x0 = c_skip * xb + c_out * self.untile(out, layout, h, w)
-        return x0.reshape(*lead, h, w)
+            out = self.net(t, c_noise.repeat_interleave(per_image))
+        return self.untile(out, layout, h, w)
 
 
 class GaussianDenoiser:

@@ -364,20 +364,21 @@ def test_reconstruct_applies_the_calibration_and_keeps_the_raw_std() -> None:
     assert torch.allclose(cal.std, raw.std * expected)
 
 
+def _entry_for(mask: torch.Tensor, **extra: float) -> CalibrationEntry:
+    """A factor-1.5 entry for the setting of :func:`_calibrated` on ``mask``."""
+    setting = Setting("dds", 4, 3, 3, acceleration_class(mask), mask_sampling(mask))
+    return CalibrationEntry(setting, 1.5, EMPIRICAL, 8, "synthetic", 0.7, 0.95, **extra)
+
+
+def _calibrated(entry: CalibrationEntry) -> ReconConfig:
+    return ReconConfig(
+        nfe=4, num_samples=3, cg_iters=3, sigma_max=20.0, noise_sigma=0.01, calibration=(entry,)
+    )
+
+
 def test_reconstruct_adds_the_noise_the_mean_keeps() -> None:
     prior, kspace, mask, maps = _problem()
-    cfg = ReconConfig(nfe=4, num_samples=3, cg_iters=3, sigma_max=20.0, noise_sigma=0.01)
-    entry = CalibrationEntry(
-        Setting("dds", 4, 3, 3, acceleration_class(mask), mask_sampling(mask)),
-        1.5,
-        EMPIRICAL,
-        8,
-        "synthetic",
-        0.7,
-        0.95,
-        noise_weight=2.0,
-    )
-    cfg = ReconConfig(**{**cfg.__dict__, "calibration": (entry,)})
+    cfg = _calibrated(_entry_for(mask, noise_weight=2.0))
     out = reconstruct(
         kspace, mask, prior, cfg, maps=maps, generator=torch.Generator().manual_seed(1)
     )
@@ -483,23 +484,13 @@ def test_residual_inflation_applied_by_calibrate_std_and_old_entries_unchanged()
 
 def test_reconstruct_inflates_by_the_residual_ratio_it_reports() -> None:
     prior, kspace, mask, maps = _problem()
-    cfg = ReconConfig(nfe=4, num_samples=3, cg_iters=3, sigma_max=20.0, noise_sigma=0.01)
-    entry = CalibrationEntry(
-        Setting("dds", 4, 3, 3, acceleration_class(mask), mask_sampling(mask)),
-        1.5,
-        EMPIRICAL,
-        8,
-        "synthetic",
-        0.7,
-        0.95,
-        residual_exponent=BIRGE,
-    )
+    entry = _entry_for(mask, residual_exponent=BIRGE)
     runs = [
         reconstruct(
             kspace,
             mask,
             prior,
-            ReconConfig(**{**cfg.__dict__, "calibration": (e,)}),
+            _calibrated(e),
             maps=maps,
             generator=torch.Generator().manual_seed(1),
         )
