@@ -1,0 +1,117 @@
+"""Can measured k-space that is held back tell, per scan, how much to trust the data (issue 13, item 5)?
+
+For each held-out case of the generalization benchmark (seed 0), 20 % of the sampled entries
+outside the calibration block are held back (whole columns for a 1D mask, points for a 2D one).
+The product (DDS, 25 NFE, K = 2) runs with ``cg_iters`` 5 and 10 on the rest and on all the data;
+the cross-validation score is the reduced chi-square of the held-back entries predicted by the
+mean, ``mean |M_h F S x - y_h|^2 / (2 sigma^2)``. A per-scan rule works if the candidate with
+the lower score is the one with the higher PSNR on the full data.
+
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/kspace_cv.py --masks "R=8 2D Poisson" \\
+        --json /tmp/cv.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.generalization import DATA, build_cases  # noqa: E402
+from benchmarks.generalization import parse_args as benchmark_args  # noqa: E402
+from benchmarks.generalization_cases import MASK_CLASSES, make_mask  # noqa: E402
+from diffusion_core.calibration import calibration_region  # noqa: E402
+from diffusion_core.espirit import espirit_maps  # noqa: E402
+from diffusion_core.fft import fft2c  # noqa: E402
+from diffusion_core.metrics import psnr  # noqa: E402
+from diffusion_core.priors import load_default_prior  # noqa: E402
+from diffusion_core.reconstruct import ReconConfig, estimate_noise_sigma, reconstruct  # noqa: E402
+
+
+def held_back(mask: torch.Tensor, two_d: bool, fraction: float, seed: int) -> torch.Tensor:
+    """(ky, kx) bool: ``fraction`` of the sampled entries outside the calibration block (whole
+    sampled columns for a 1D mask)."""
+    rows, cols = calibration_region(mask)
+    acs = torch.zeros(mask.shape, dtype=torch.bool)
+    acs[rows, cols] = True
+    candidates = (mask != 0) & ~acs
+    g = torch.Generator().manual_seed(seed)
+    held = torch.zeros_like(acs)
+    if two_d:
+        points = torch.nonzero(candidates)
+        pick = points[
+            torch.randperm(len(points), generator=g)[: int(len(points) * fraction + 1e-9)]
+        ]
+        held[pick[:, 0], pick[:, 1]] = True
+    else:
+        columns = torch.nonzero(candidates.all(0)).flatten()
+        count = max(1, int(len(columns) * fraction + 1e-9))
+        held[:, columns[torch.randperm(len(columns), generator=g)[:count]]] = True
+    return held
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DATA)
+    parser.add_argument("--masks", nargs="+", default=list(MASK_CLASSES), choices=MASK_CLASSES)
+    parser.add_argument("--cg-iters", nargs="+", type=int, default=[5, 10])
+    parser.add_argument("--fraction", type=float, default=0.2)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    plan = ["--subjects", "niivue_FLAIR", "real", "--cases-per-subject", "4", "--size", "96"]
+    cases = build_cases(
+        benchmark_args(["--data-dir", str(args.data_dir), *plan, "--real-size", "128"])
+    )
+    denoiser = load_default_prior()
+    rows = []
+    for case in cases:
+        for mask_class in args.masks:
+            ref = case.reference
+            mask = make_mask(mask_class, tuple(ref.shape[-2:]), 0)
+            kspace = case.kspace * mask
+            maps = espirit_maps(kspace, mask)
+            held = held_back(mask, "2D" in mask_class, args.fraction, 1234)
+            train = mask * (~held).float()
+            sigma = estimate_noise_sigma(kspace, mask)
+            row: dict[str, object] = {"case": case.meta.name, "mask": mask_class, "sigma": sigma}
+            for cg in args.cg_iters:
+                config = ReconConfig(nfe=25, num_samples=2, cg_iters=cg)
+                start = time.time()
+                full = reconstruct(
+                    kspace, mask, denoiser, config, maps=maps,
+                    generator=torch.Generator().manual_seed(0),
+                )  # fmt: skip
+                part = reconstruct(
+                    kspace * train, train, denoiser, config, maps=maps,
+                    generator=torch.Generator().manual_seed(0),
+                )  # fmt: skip
+                predicted = fft2c(maps * part.mean)[:, held]
+                score = (predicted - kspace[:, held]).abs().square().double().mean()
+                row[f"psnr_full_{cg}"] = psnr(ref, full.mean)
+                row[f"psnr_train_{cg}"] = psnr(ref, part.mean)
+                row[f"cv_{cg}"] = float(score / (2 * sigma**2))
+                row[f"seconds_{cg}"] = time.time() - start
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    first, last = args.cg_iters[0], args.cg_iters[-1]
+    print(f"| case | mask | PSNR cg {last} - cg {first} | CV cg {last} - cg {first} | agree |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        dp = r[f"psnr_full_{last}"] - r[f"psnr_full_{first}"]  # type: ignore[operator]
+        dc = r[f"cv_{last}"] - r[f"cv_{first}"]  # type: ignore[operator]
+        agree = "yes" if dp * dc < 0 else "no"
+        print(f"| {r['case']} | {r['mask']} | {dp:+.2f} | {dc:+.4f} | {agree} |")
+
+
+if __name__ == "__main__":
+    main()
