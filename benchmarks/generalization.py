@@ -37,7 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,7 @@ from diffusion_core.classical import l1_wavelet  # noqa: E402
 from diffusion_core.espirit import espirit_maps  # noqa: E402
 from diffusion_core.metrics import object_region, psnr, ssim  # noqa: E402
 from diffusion_core.reconstruct import ReconConfig, reconstruct  # noqa: E402
+from diffusion_core.uncertainty import entries_from_card  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 REAL = "real"  # --subjects name of the real 8-coil brain
@@ -95,6 +96,9 @@ class Record:
     seconds_pm: float
     seconds_l1: float
     checkpoint: str
+    # with the std as the product sends it (the prior's card calibration); NaN where the card has
+    # none for the setting, and in results written before this column
+    within_2std_calibrated: float = math.nan
 
     @property
     def false_signal_excess(self) -> float:
@@ -155,7 +159,7 @@ def evaluate(
         kspace.to(device), mask.to(device), denoiser, config, maps=maps.to(device), generator=g
     )
     seconds_pm = time.perf_counter() - start
-    pm, std = result.mean.cpu(), result.std.cpu()
+    pm, std = result.mean.cpu(), result.std_raw.cpu()
     start = time.perf_counter()
     runs = {w: l1_wavelet(kspace, mask, maps, lam=w) for w in weights}
     seconds_l1 = (time.perf_counter() - start) / len(weights)
@@ -170,6 +174,9 @@ def evaluate(
         "ssim_pm": ssim(ref, pm),
         "ssim_l1": ssim(ref, l1),
         "within_2std": within_2std(ref, pm, std) if config.num_samples > 1 else math.nan,
+        "within_2std_calibrated": (
+            within_2std(ref, pm, result.std.cpu()) if result.calibrated else math.nan
+        ),
         "false_signal_pm": false_signal(ref, pm, outside),
         "false_signal_l1": false_signal(ref, l1, outside),
         "false_signal_ref": false_signal(ref, ref, outside),
@@ -197,7 +204,8 @@ SUMMARY_FIELDS = (
     ("margin_object", "margin dB, object"),
     ("psnr_pm", "PSNR dB"),
     ("ssim_pm", "SSIM"),
-    ("within_2std", "within 2 std"),
+    ("within_2std", "within 2 raw std"),
+    ("within_2std_calibrated", "within 2 calibrated std"),
     ("false_signal_pm", "false signal, product"),
     ("false_signal_l1", "false signal, L1"),
     ("false_signal_excess", "false signal, product - L1"),
@@ -234,14 +242,15 @@ def case_table(records: list[Record]) -> list[str]:
     """Markdown lines: one row per record."""
     lines = [
         "| case | group | mask | seed | PSNR product / L1 | margin | margin, object | SSIM product / L1 "
-        "| within 2 std | false signal product / L1 / ref | L1 weight | s product / L1 |",
+        "| within 2 std raw / calibrated | false signal product / L1 / ref | L1 weight "
+        "| s product / L1 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         lines.append(
             f"| {r.case} | {r.group} | {r.mask} | {r.seed} | {r.psnr_pm:.2f} / {r.psnr_l1:.2f} "
             f"| {r.margin:+.2f} | {r.margin_object:+.2f} | {r.ssim_pm:.3f} / {r.ssim_l1:.3f} "
-            f"| {r.within_2std:.3f} | {r.false_signal_pm:.3f} / {r.false_signal_l1:.3f} / "
+            f"| {r.within_2std:.3f} / {r.within_2std_calibrated:.3f} | {r.false_signal_pm:.3f} / {r.false_signal_l1:.3f} / "
             f"{r.false_signal_ref:.3f} | {r.l1_weight:g} | {r.seconds_pm:.0f} / {r.seconds_l1:.0f} |"
         )
     return lines
@@ -417,16 +426,22 @@ def run(args: argparse.Namespace) -> list[Record]:
         sampler="dds", nfe=args.nfe, num_samples=args.samples, cg_iters=args.cg_iters
     )
     default = Path(args.checkpoint or DEFAULT_PRIOR_PATH)
-    loaded: dict[Path, tuple[torch.nn.Module, dict[str, str] | None]] = {}
+    loaded: dict[Path, tuple[torch.nn.Module, dict[str, str] | None, ReconConfig]] = {}
 
-    def prior_for(subject: str) -> tuple[Path, torch.nn.Module, dict[str, str] | None]:
+    def prior_for(
+        subject: str,
+    ) -> tuple[Path, torch.nn.Module, dict[str, str] | None, ReconConfig]:
         path = Path(args.checkpoint_for.get(subject, default))
         if path not in loaded:
             denoiser = load_checkpoint(path, device=device)
             for p in denoiser.parameters():
                 p.requires_grad_(False)
-            card = path.with_suffix(".json")
-            loaded[path] = (denoiser, prior_subjects(card) if card.is_file() else None)
+            card_path = path.with_suffix(".json")
+            card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+            # the std as the product sends it: this prior's own calibration, if its card has one
+            calibrated = replace(config, calibration=entries_from_card(card))
+            splits = prior_subjects(card_path) if card_path.is_file() else None
+            loaded[path] = (denoiser, splits, calibrated)
         return (path, *loaded[path])
 
     if args.render_only:
@@ -446,12 +461,19 @@ def run(args: argparse.Namespace) -> list[Record]:
     for seed in args.seeds:
         for case in cases:
             subject = case.meta.subject
-            path, denoiser, splits = prior_for(subject)
+            path, denoiser, splits, prior_config = prior_for(subject)
             for mask in args.masks:
                 if (case.meta.name, mask, seed) in done:
                     continue
                 values, imgs = evaluate(
-                    case, mask, seed, denoiser, config, tuple(args.l1_weights), device, args.dilate
+                    case,
+                    mask,
+                    seed,
+                    denoiser,
+                    prior_config,
+                    tuple(args.l1_weights),
+                    device,
+                    args.dilate,
                 )
                 record = Record(
                     case.meta.name,

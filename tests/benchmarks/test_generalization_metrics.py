@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.generalization import (  # noqa: E402
     Record,
+    _load_records,
+    evaluate,
     false_signal,
     group_of,
     held_out_priors,
@@ -24,6 +26,10 @@ from benchmarks.generalization import (  # noqa: E402
     parse_args,
     summary_table,
 )
+from benchmarks.generalization_cases import Case, CaseMeta  # noqa: E402
+from diffusion_core.denoiser import GaussianDenoiser  # noqa: E402
+from diffusion_core.reconstruct import ReconConfig  # noqa: E402
+from diffusion_core.uncertainty import EMPIRICAL, CalibrationEntry, Setting  # noqa: E402
 
 
 def disc(n: int = 64, radius: float = 16.0) -> torch.Tensor:
@@ -137,3 +143,63 @@ def test_checkpoint_dir_refuses_two_priors_holding_out_one_subject(tmp_path: Pat
         held_out_priors(tmp_path)
     with pytest.raises(ValueError, match=r"no STEM\.safetensors"):
         held_out_priors(tmp_path / "missing")
+
+
+def _disc_case(n: int = 48, coils: int = 4, noise: float = 0.01) -> Case:
+    from diffusion_core.fft import fft2c
+
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n), indexing="ij")
+    ref = ((yy**2 + xx**2) <= 0.5).to(torch.complex64) * (1 + 0.3 * yy)
+    phases = [torch.exp(1j * torch.pi * (c / coils + 0.3 * (xx + yy))) for c in range(coils)]
+    weights = [
+        torch.exp(-((yy - math.cos(c)) ** 2 + (xx - math.sin(c)) ** 2)) for c in range(coils)
+    ]
+    maps = torch.stack([w * p for w, p in zip(weights, phases, strict=True)]).to(torch.complex64)
+    maps = maps / maps.abs().square().sum(0).sqrt()
+    g = torch.Generator().manual_seed(3)
+    kspace = fft2c(maps * ref)
+    kspace = kspace + noise * torch.complex(
+        torch.randn(kspace.shape, generator=g), torch.randn(kspace.shape, generator=g)
+    )
+    meta = CaseMeta("disc", "disc", "volume", "axial", 0, "test", coils, noise, (n, n), 1.0, 1.0,
+                    (0.0, 0.0), 0)  # fmt: skip
+    return Case(kspace, ref, maps, noise, meta)
+
+
+def test_calibrated_coverage_uses_the_card_std_and_the_raw_column_stays_raw() -> None:
+    """The benchmark reports both: the raw sample std's coverage (independent of any card) and
+    the coverage of the std as the product sends it (the card's factor applied)."""
+    case = _disc_case()
+    prior = GaussianDenoiser.diagonal(
+        torch.zeros(48, 48, dtype=torch.complex64), torch.ones(48, 48)
+    )
+    base = ReconConfig(nfe=6, num_samples=3, cg_iters=3)
+
+    def coverage(factor: float | None) -> tuple[float, float]:
+        entries = ()
+        if factor is not None:
+            setting = Setting("dds", 6, 3, 3, 4, "1d")
+            entries = (CalibrationEntry(setting, factor, EMPIRICAL, 1, "t", 0.5, 0.95),)
+        values, _ = evaluate(
+            case, "R=4 1D random", 0, prior, replace(base, calibration=entries), (0.01,),
+            torch.device("cpu"), 2,
+        )  # fmt: skip
+        return values["within_2std"], values["within_2std_calibrated"]
+
+    raw, none = coverage(None)
+    assert math.isnan(none)
+    raw_low, low = coverage(0.2)
+    raw_high, high = coverage(5.0)
+    assert raw_low == raw_high == raw  # same seed, same samples: the raw column ignores the card
+    assert 0.0 < raw < 1.0
+    assert low < raw < high  # the card's factor widens or narrows what the product sends
+
+
+def test_records_written_before_the_calibrated_column_load_as_nan(tmp_path: Path) -> None:
+    old = asdict(_record("c", "R=4 1D random", 0, 1.0))
+    del old["within_2std_calibrated"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps([old]))
+    (record,) = _load_records(path)
+    assert math.isnan(record.within_2std_calibrated)
+    assert record.margin == 1.0
