@@ -2,7 +2,8 @@
 
 For each held-out case of the generalization benchmark (seed 0), 20 % of the sampled entries
 outside the calibration block are held back (whole columns for a 1D mask, points for a 2D one).
-The product (DDS, 25 NFE, K = 2) runs with ``cg_iters`` 5 and 10 on the rest and on all the data;
+The product (DDS, 25 NFE, K = 2) runs with ``cg_iters`` 5 and 10 on all the data, and on the rest
+(at ``--cv-nfe`` / ``--cv-samples``, by default the same);
 the cross-validation score is the reduced chi-square of the held-back entries predicted by the
 mean, ``mean |M_h F S x - y_h|^2 / (2 sigma^2)``. A per-scan rule works if the candidate with
 the lower score is the one with the higher PSNR on the full data.
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--masks", nargs="+", default=list(MASK_CLASSES), choices=MASK_CLASSES)
     parser.add_argument("--cg-iters", nargs="+", type=int, default=[5, 10])
     parser.add_argument("--fraction", type=float, default=0.2)
+    parser.add_argument("--cv-nfe", type=int, default=25, help="NFE of the held-back runs")
+    parser.add_argument("--cv-samples", type=int, default=2, help="K of the held-back runs")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -89,8 +92,9 @@ def main() -> None:
                     kspace, mask, denoiser, config, maps=maps,
                     generator=torch.Generator().manual_seed(0),
                 )  # fmt: skip
+                cv_config = ReconConfig(nfe=args.cv_nfe, num_samples=args.cv_samples, cg_iters=cg)
                 part = reconstruct(
-                    kspace * train, train, denoiser, config, maps=maps,
+                    kspace * train, train, denoiser, cv_config, maps=maps,
                     generator=torch.Generator().manual_seed(0),
                 )  # fmt: skip
                 predicted = fft2c(maps * part.mean)[:, held]
