@@ -423,7 +423,11 @@ def run(args: argparse.Namespace) -> list[Record]:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     config = ReconConfig(
-        sampler="dds", nfe=args.nfe, num_samples=args.samples, cg_iters=args.cg_iters
+        sampler="dds",
+        nfe=args.nfe,
+        num_samples=args.samples,
+        cg_iters=args.cg_iters,
+        cg_select=tuple(args.cg_select),
     )
     default = Path(args.checkpoint or DEFAULT_PRIOR_PATH)
     loaded: dict[Path, tuple[torch.nn.Module, dict[str, str] | None, ReconConfig]] = {}
@@ -570,6 +574,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=4, help="posterior samples K (replay default 4)")
     p.add_argument("--nfe", type=int, default=25, help="network evaluations (replay default 25)")
     p.add_argument("--cg-iters", type=int, default=5, help="replay default 5")
+    p.add_argument(
+        "--cg-select",
+        type=int,
+        nargs="+",
+        default=[],
+        help="per-scan choice among these cg_iters by held-back k-space (2D masks; off by default)",
+    )
     p.add_argument("--l1-weights", type=float, nargs="+", default=list(L1_WEIGHTS))
     p.add_argument(
         "--dilate", type=int, default=4, help="object dilation (pixels) for false signal"

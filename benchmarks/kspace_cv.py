@@ -28,34 +28,16 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.generalization import DATA, build_cases  # noqa: E402
 from benchmarks.generalization import parse_args as benchmark_args  # noqa: E402
 from benchmarks.generalization_cases import MASK_CLASSES, make_mask  # noqa: E402
-from diffusion_core.calibration import calibration_region  # noqa: E402
 from diffusion_core.espirit import espirit_maps  # noqa: E402
 from diffusion_core.fft import fft2c  # noqa: E402
 from diffusion_core.metrics import psnr  # noqa: E402
 from diffusion_core.priors import load_default_prior  # noqa: E402
-from diffusion_core.reconstruct import ReconConfig, estimate_noise_sigma, reconstruct  # noqa: E402
-
-
-def held_back(mask: torch.Tensor, two_d: bool, fraction: float, seed: int) -> torch.Tensor:
-    """(ky, kx) bool: ``fraction`` of the sampled entries outside the calibration block (whole
-    sampled columns for a 1D mask)."""
-    rows, cols = calibration_region(mask)
-    acs = torch.zeros(mask.shape, dtype=torch.bool)
-    acs[rows, cols] = True
-    candidates = (mask != 0) & ~acs
-    g = torch.Generator().manual_seed(seed)
-    held = torch.zeros_like(acs)
-    if two_d:
-        points = torch.nonzero(candidates)
-        pick = points[
-            torch.randperm(len(points), generator=g)[: int(len(points) * fraction + 1e-9)]
-        ]
-        held[pick[:, 0], pick[:, 1]] = True
-    else:
-        columns = torch.nonzero(candidates.all(0)).flatten()
-        count = max(1, int(len(columns) * fraction + 1e-9))
-        held[:, columns[torch.randperm(len(columns), generator=g)[:count]]] = True
-    return held
+from diffusion_core.reconstruct import (  # noqa: E402
+    ReconConfig,
+    estimate_noise_sigma,
+    held_back_entries,
+    reconstruct,
+)
 
 
 def main() -> None:
@@ -81,7 +63,7 @@ def main() -> None:
             mask = make_mask(mask_class, tuple(ref.shape[-2:]), 0)
             kspace = case.kspace * mask
             maps = espirit_maps(kspace, mask)
-            held = held_back(mask, "2D" in mask_class, args.fraction, 1234)
+            held = held_back_entries(mask, args.fraction, 1234, columns="2D" not in mask_class)
             train = mask * (~held).float()
             sigma = estimate_noise_sigma(kspace, mask)
             row: dict[str, object] = {"case": case.meta.name, "mask": mask_class, "sigma": sigma}

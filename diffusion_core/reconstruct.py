@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -85,6 +85,14 @@ class ReconConfig:
     dc_scale: float = 3.0
     # the prior's calibration of the std (model card, diffusion_core.uncertainty); () = none
     calibration: tuple[CalibrationEntry, ...] = ()
+    # per-scan data weight by k-space cross-validation (off when empty): for a 2D (Poisson-like)
+    # mask, 20 % of the sampled entries outside the calibration block are held back, one sample
+    # at ``cg_select_nfe`` NFE is drawn per candidate cg_iters from the rest, and the candidate whose
+    # mean best predicts the held-back entries is used (benchmarks/results/kspace_cv.md: right on
+    # 5 of 5 Poisson cases; no signal for 1D masks, which keep ``cg_iters``). Costs
+    # len(cg_select) x cg_select_nfe network evaluations more.
+    cg_select: tuple[int, ...] = ()
+    cg_select_nfe: int = 8
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -99,6 +107,11 @@ class ReconConfig:
             raise ValueError(
                 f"nfe, cg_iters, corrector_steps: expected >= 1, >= 1, >= 0; "
                 f"got {self.nfe}, {self.cg_iters}, {self.corrector_steps}"
+            )
+        if any(c < 1 for c in self.cg_select) or self.cg_select_nfe < 1:
+            raise ValueError(
+                f"cg_select, cg_select_nfe: expected CG iteration counts >= 1 and NFE >= 1; "
+                f"got {self.cg_select}, {self.cg_select_nfe}"
             )
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size: expected >= 1 or None, got {self.batch_size}")
@@ -167,6 +180,10 @@ class Reconstruction:
     calibration_data: str = ""
     calibration_note: str = ""
     residual_ratio: float = 1.0
+    # the CG iterations the samples used, and the held-back misfit per candidate where
+    # ``ReconConfig.cg_select`` chose them (empty otherwise)
+    cg_iters: int = 0
+    cg_scores: dict[int, float] = field(default_factory=dict)
 
 
 def estimate_noise_sigma(kspace: torch.Tensor, mask: torch.Tensor, fraction: float = 0.1) -> float:
@@ -265,6 +282,24 @@ def reconstruct(
         100.0 * float(support.float().mean()),
     )
     per_coil = cfg.sampler == "score_mri_ssos"
+    cv_scores: dict[int, float] = {}
+    if cfg.cg_select and not per_coil and mask_sampling(mask) == "2d":
+        cv_scores = {
+            cg: _held_back_score(cfg, cg, y, mask, maps, noise_sigma, support, denoiser, generator)
+            for cg in cfg.cg_select
+        }
+        cfg = replace(cfg, cg_iters=min(cv_scores, key=cv_scores.__getitem__))
+        log.info(
+            "cg_select: held-back k-space misfit %s -> cg_iters %d",
+            ", ".join(f"{c}: {v:.4f}" for c, v in cv_scores.items()),
+            cfg.cg_iters,
+        )
+    elif cfg.cg_select:
+        log.info(
+            "cg_select: skipped (%s mask: held-back lines carry no signal); cg_iters %d",
+            mask_sampling(mask).upper(),
+            cfg.cg_iters,
+        )
     dc: DataConsistency
     if per_coil:
         dc = CoilDataConsistency(mask, y, noise_sigma, restricted, cfg.cg_iters)
@@ -324,7 +359,56 @@ def reconstruct(
         calibration_data=cal.data,
         calibration_note=cal.note,
         residual_ratio=residual_ratio,
+        cg_iters=cfg.cg_iters,
+        cg_scores=cv_scores,
     )
+
+
+def held_back_entries(
+    mask: torch.Tensor, fraction: float = 0.2, seed: int = 1234, columns: bool = False
+) -> torch.Tensor:
+    """(ky, kx) bool: ``fraction`` of the sampled entries outside the calibration block, drawn
+    with ``seed`` (whole sampled columns when ``columns``, as for a 1D mask)."""
+    from diffusion_core.calibration import calibration_region
+
+    rows, cols = calibration_region(mask)
+    sampled = (mask != 0).cpu()
+    acs = torch.zeros(sampled.shape, dtype=torch.bool)
+    acs[rows, cols] = True
+    candidates = sampled & ~acs
+    g = torch.Generator().manual_seed(seed)
+    held = torch.zeros_like(acs)
+    if columns:
+        found = torch.nonzero(candidates.all(0)).flatten()
+        count = max(1, int(len(found) * fraction + 1e-9))
+        held[:, found[torch.randperm(len(found), generator=g)[:count]]] = True
+    else:
+        points = torch.nonzero(candidates)
+        pick = points[
+            torch.randperm(len(points), generator=g)[: int(len(points) * fraction + 1e-9)]
+        ]
+        held[pick[:, 0], pick[:, 1]] = True
+    return held.to(mask.device)
+
+
+def _held_back_score(cfg, cg_iters, y, mask, maps, noise_sigma, support, denoiser, generator):
+    """Reduced chi-square of the held-back entries (:func:`held_back_entries`) predicted by one
+    sample at ``cfg.cg_select_nfe`` NFE drawn with ``cg_iters`` from the rest of ``y``."""
+    from diffusion_core.fft import fft2c
+
+    held = held_back_entries(mask)
+    if not bool(held.any()):
+        return math.inf
+    train = mask * (~held).to(mask.dtype)
+    probe = replace(cfg, nfe=cfg.cg_select_nfe, cg_iters=cg_iters)
+    dc = SenseDataConsistency(maps, train, y * train, noise_sigma, cg_iters, support)
+    sigmas = probe.sigmas().to(y.device)
+    x = float(sigmas[0]) * complex_noise(
+        torch.zeros((1, *y.shape[-2:]), dtype=y.dtype, device=y.device), generator
+    )
+    sample = _run(probe, x, sigmas, denoiser, dc, generator, None).detach()[0]
+    residual = (fft2c(maps * sample) - y)[:, held]
+    return float(residual.abs().square().double().mean() / (2.0 * max(noise_sigma, 1e-30) ** 2))
 
 
 def _ssos(coil_images: torch.Tensor) -> torch.Tensor:

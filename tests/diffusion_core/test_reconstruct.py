@@ -164,3 +164,48 @@ def test_support_is_reported_and_bad_supports_are_named() -> None:
     left[:, :6] = True
     with pytest.raises(ValueError, match="support: no coil sees"):
         reconstruct(kspace, _mask(), _prior(), FAST, maps=blind, support=left)
+
+
+def test_held_back_entries_leave_the_calibration_block_and_whole_columns() -> None:
+    from diffusion_core.calibration import calibration_region
+    from diffusion_core.masks import poisson_disc_mask
+    from diffusion_core.reconstruct import held_back_entries
+
+    mask = poisson_disc_mask((48, 48), 4.0, 12, 0)
+    rows, cols = calibration_region(mask)
+    held = held_back_entries(mask, 0.2)
+    outside = (mask != 0).clone()
+    outside[rows, cols] = False
+    assert not held[rows, cols].any() and bool((mask[held] != 0).all())
+    assert int(held.sum()) == int(outside.sum() * 0.2)
+    assert torch.equal(held, held_back_entries(mask, 0.2))  # fixed seed: the same split
+    columns = held_back_entries(_mask(), 0.5, columns=True)
+    assert bool((columns.all(0) | ~columns.any(0)).all())  # whole columns only
+    # sampled columns 0 3 6 18 21 lie outside the calibration block (9-15): half of 5 -> 2
+    assert calibration_region(_mask())[1] == slice(9, 16)
+    assert not columns[:, 9:16].any() and int(columns.any(0).sum()) == 2
+
+
+def test_cg_select_keeps_the_candidate_that_predicts_held_back_data_best() -> None:
+    from diffusion_core.masks import poisson_disc_mask
+
+    g = torch.Generator().manual_seed(0)
+    truth = _prior().sample((), g)
+    maps = smooth_maps(4, SHAPE).to(C64)
+    mask = poisson_disc_mask(SHAPE, 2.0, 8, 0)
+    kspace = (fft2c(maps * truth) + 0.02 * random_complex((4, *SHAPE), g)) * mask
+    config = ReconConfig(sampler="dds", nfe=6, num_samples=2, cg_iters=4, cg_select=(1, 3, 8))
+    out = reconstruct(kspace, mask, _prior(), config, maps=maps, generator=g)
+    assert set(out.cg_scores) == {1, 3, 8}
+    assert out.cg_iters == min(out.cg_scores, key=out.cg_scores.__getitem__)
+    # a reduced chi-square: the held-back entries' noise alone gives ~1, so none is far below
+    assert min(out.cg_scores.values()) > 0.7
+    # 1D masks: held-back lines are noise-dominated, the rule is skipped
+    skipped = reconstruct(kspace, _mask(), _prior(), config, maps=maps, generator=g)
+    assert skipped.cg_scores == {} and skipped.cg_iters == 4
+
+
+@pytest.mark.parametrize("bad", [{"cg_select": (0, 5)}, {"cg_select": (5,), "cg_select_nfe": 0}])
+def test_cg_select_refuses_bad_values(bad: dict) -> None:
+    with pytest.raises(ValueError, match="cg_select"):
+        ReconConfig(**bad)
