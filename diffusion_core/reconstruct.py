@@ -88,9 +88,10 @@ class ReconConfig:
     # per-scan data weight by k-space cross-validation (off when empty): for a 2D (Poisson-like)
     # mask, 20 % of the sampled entries outside the calibration block are held back, one sample
     # at ``cg_select_nfe`` NFE is drawn per candidate cg_iters from the rest, and the candidate whose
-    # mean best predicts the held-back entries is used (benchmarks/results/kspace_cv.md: right on
-    # 5 of 5 Poisson cases; no signal for 1D masks, which keep ``cg_iters``). Costs
-    # len(cg_select) x cg_select_nfe network evaluations more.
+    # sample best predicts the held-back entries is used (benchmarks/results/kspace_cv.md: right
+    # on 5 of 5 Poisson cases; no signal for 1D masks, which keep ``cg_iters``). Costs
+    # len(cg_select) x cg_select_nfe network evaluations more. Opt-in: not yet checked on subjects
+    # other than the ones it was found on.
     cg_select: tuple[int, ...] = ()
     cg_select_nfe: int = 8
 
