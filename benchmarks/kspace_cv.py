@@ -29,7 +29,6 @@ from benchmarks.generalization import DATA, build_cases  # noqa: E402
 from benchmarks.generalization import parse_args as benchmark_args  # noqa: E402
 from benchmarks.generalization_cases import MASK_CLASSES, make_mask  # noqa: E402
 from diffusion_core.espirit import espirit_maps  # noqa: E402
-from diffusion_core.fft import fft2c  # noqa: E402
 from diffusion_core.metrics import psnr  # noqa: E402
 from diffusion_core.priors import load_default_prior  # noqa: E402
 from diffusion_core.reconstruct import (  # noqa: E402
@@ -38,6 +37,7 @@ from diffusion_core.reconstruct import (  # noqa: E402
     held_back_entries,
     reconstruct,
 )
+from diffusion_core.uncertainty import data_residual_ratio  # noqa: E402
 
 
 def main() -> None:
@@ -79,11 +79,9 @@ def main() -> None:
                     kspace * train, train, denoiser, cv_config, maps=maps,
                     generator=torch.Generator().manual_seed(0),
                 )  # fmt: skip
-                predicted = fft2c(maps * part.mean)[:, held]
-                score = (predicted - kspace[:, held]).abs().square().double().mean()
                 row[f"psnr_full_{cg}"] = psnr(ref, full.mean)
                 row[f"psnr_train_{cg}"] = psnr(ref, part.mean)
-                row[f"cv_{cg}"] = float(score / (2 * sigma**2))
+                row[f"cv_{cg}"] = data_residual_ratio(kspace, held, maps, part.mean, sigma)
                 row[f"seconds_{cg}"] = time.time() - start
             print(json.dumps(row), flush=True)
             rows.append(row)

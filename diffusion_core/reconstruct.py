@@ -285,8 +285,11 @@ def reconstruct(
     per_coil = cfg.sampler == "score_mri_ssos"
     cv_scores: dict[int, float] = {}
     if cfg.cg_select and not per_coil and mask_sampling(mask) == "2d":
+        held = held_back_entries(mask)
         cv_scores = {
-            cg: _held_back_score(cfg, cg, y, mask, maps, noise_sigma, support, denoiser, generator)
+            cg: _held_back_score(
+                cfg, cg, y, mask, held, maps, noise_sigma, support, denoiser, generator
+            )
             for cg in cfg.cg_select
         }
         cfg = replace(cfg, cg_iters=min(cv_scores, key=cv_scores.__getitem__))
@@ -392,12 +395,9 @@ def held_back_entries(
     return held.to(mask.device)
 
 
-def _held_back_score(cfg, cg_iters, y, mask, maps, noise_sigma, support, denoiser, generator):
-    """Reduced chi-square of the held-back entries (:func:`held_back_entries`) predicted by one
+def _held_back_score(cfg, cg_iters, y, mask, held, maps, noise_sigma, support, denoiser, generator):
+    """Reduced chi-square of the ``held`` entries (:func:`held_back_entries`) predicted by one
     sample at ``cfg.cg_select_nfe`` NFE drawn with ``cg_iters`` from the rest of ``y``."""
-    from diffusion_core.fft import fft2c
-
-    held = held_back_entries(mask)
     if not bool(held.any()):
         return math.inf
     train = mask * (~held).to(mask.dtype)
@@ -408,8 +408,7 @@ def _held_back_score(cfg, cg_iters, y, mask, maps, noise_sigma, support, denoise
         torch.zeros((1, *y.shape[-2:]), dtype=y.dtype, device=y.device), generator
     )
     sample = _run(probe, x, sigmas, denoiser, dc, generator, None).detach()[0]
-    residual = (fft2c(maps * sample) - y)[:, held]
-    return float(residual.abs().square().double().mean() / (2.0 * max(noise_sigma, 1e-30) ** 2))
+    return data_residual_ratio(y, held, maps, sample, max(noise_sigma, 1e-30))
 
 
 def _ssos(coil_images: torch.Tensor) -> torch.Tensor:
