@@ -81,12 +81,27 @@ def acceleration_class(mask: torch.Tensor) -> int:
 
 
 def mask_sampling(mask: torch.Tensor) -> str:
-    """``"1d"`` if mask (ky, kx) samples whole lines (every column, or every row, is all sampled
-    or all empty), else ``"2d"``: at the same R the two alias differently (coherent folds against
-    incoherent noise), so their std calibrations differ."""
+    """``"1d"`` if mask (ky, kx) samples along lines, else ``"2d"``: at the same R the two alias
+    differently (coherent folds against incoherent noise), so their std calibrations differ.
+
+    Lines are readouts: every sampled row (or every sampled column) is one contiguous run at
+    least half as long as the extent all of them span, so that an asymmetric echo or partial
+    Fourier in the readout (unmeasured columns at one edge) and calibration lines longer than
+    the rest are still lines. A 2D (Poisson-like) mask has rows of scattered entries."""
     m = mask != 0
-    lines = bool((m == m.any(0, keepdim=True)).all()) or bool((m == m.any(1, keepdim=True)).all())
-    return "1d" if lines else "2d"
+    return "1d" if _readout_lines(m) or _readout_lines(m.T) else "2d"
+
+
+def _readout_lines(m: torch.Tensor) -> bool:
+    """Every sampled row of m (rows, columns) bool is one contiguous run of at least half the
+    columns the sampled rows span together."""
+    rows = m[m.any(1)]
+    if rows.shape[0] == 0:
+        return False
+    starts = rows[:, :1].sum(1) + (rows[:, 1:] & ~rows[:, :-1]).sum(1)
+    columns = rows.any(0).nonzero()
+    extent = int(columns[-1] - columns[0]) + 1
+    return bool((starts == 1).all()) and int(rows.sum(1).min()) * 2 >= extent
 
 
 # what an entry written before the sampling dimension was recorded matches: either, at a cost

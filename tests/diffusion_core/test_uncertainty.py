@@ -243,6 +243,25 @@ def test_mask_sampling_tells_lines_from_2d() -> None:
     assert mask_sampling(random_columns_mask((32, 32), 4.0, 8, 0)) == "1d"
     assert mask_sampling(random_columns_mask((32, 32), 4.0, 8, 0).T) == "1d"  # rows
     assert mask_sampling(poisson_disc_mask((32, 32), 8.0, 12, 0)) == "2d"
+    for seed in range(10):  # every Poisson mask, also at low acceleration
+        assert mask_sampling(poisson_disc_mask((48, 40), 2.0 + seed, 12, seed)) == "2d"
+
+
+def test_asymmetric_echo_and_longer_calibration_lines_are_still_lines() -> None:
+    lines = random_columns_mask((48, 40), 4.0, 8, 0).T  # rows are readouts along kx
+    echo = lines.clone()
+    echo[:, :12] = 0  # asymmetric echo: the first 12 of 40 readout samples not measured
+    assert mask_sampling(echo) == "1d" and mask_sampling(echo.T) == "1d"
+    mixed = echo.clone()
+    mixed[20:28] = 1  # calibration lines with the whole readout
+    assert mask_sampling(mixed) == "1d"
+    scattered = echo.clone()
+    scattered[lines[:, 0] != 0, 30] = 0  # a gap inside each readout: not lines
+    assert mask_sampling(scattered) == "2d"
+    short = torch.zeros((48, 40))
+    short[::4, 15:20] = 1  # a few short segments
+    short[0, :] = 1  # against one full line: shorter than half of what they span
+    assert mask_sampling(short) == "2d"
 
 
 def test_lookup_picks_the_entry_of_each_mask_class() -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from gadget_helpers import MATRIX, acquisitions_of
 
+from diffusion_core.uncertainty import mask_sampling
 from gadget.assembly import AssemblyError, SliceGroup, SliceKey, assemble, group_slices
 from gadget.geometry import EncodingGeometry, HeaderError
 from gadget.stream import NoiseStatistics, cartesian_acquisitions, noise_adjustment
@@ -103,6 +104,8 @@ def test_partial_fourier_and_asymmetric_echo_stay_unmeasured(full_file) -> None:
     measured_columns = mask[8:].all(axis=0)
     assert not measured_columns[: cut // 2].any() and measured_columns[cut // 2 + 1 :].all()
     assert (assembled.kspace.abs().numpy()[:, mask == 0] == 0).all()
+    # still readout lines to the std's calibration (the 1D entry, not the 2D Poisson one)
+    assert mask_sampling(assembled.mask) == "1d"
 
 
 def test_inconsistent_channels_and_nan_samples_name_the_line(full_file) -> None:
