@@ -181,8 +181,8 @@ class Reconstruction:
     calibration_data: str = ""
     calibration_note: str = ""
     residual_ratio: float = 1.0
-    # the CG iterations the samples used, and the held-back misfit per candidate where
-    # ``ReconConfig.cg_select`` chose them (empty otherwise)
+    # the CG iterations the samples used (0: not recorded), and the held-back misfit per
+    # candidate where ``ReconConfig.cg_select`` chose them (empty otherwise)
     cg_iters: int = 0
     cg_scores: dict[int, float] = field(default_factory=dict)
 

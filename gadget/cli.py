@@ -38,6 +38,19 @@ def _recon_options(parser: argparse.ArgumentParser, checkpoint_help: str | None 
         default=defaults.cg_iters,
         help="CG iterations per data-consistency step",
     )
+    group.add_argument(
+        "--cg-select",
+        default=defaults.cg_select,
+        metavar="N,M",
+        help="choose cg_iters per slice among these (e.g. 5,10) by held-back k-space; "
+        "2D masks only (default: off)",
+    )
+    group.add_argument(
+        "--cg-select-nfe",
+        type=int,
+        default=defaults.cg_select_nfe,
+        help="NFE of each candidate's trial sample for --cg-select",
+    )
     if checkpoint_help is None:
         group.add_argument(
             "--checkpoint",
@@ -89,6 +102,8 @@ def _config(args: argparse.Namespace) -> GadgetConfig:
         nfe=args.nfe,
         num_samples=args.samples,
         cg_iters=args.cg_iters,
+        cg_select=args.cg_select,
+        cg_select_nfe=args.cg_select_nfe,
         checkpoint=args.checkpoint,
         device=args.device,
         bf16=args.bf16,

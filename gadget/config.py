@@ -40,6 +40,12 @@ class GadgetConfig:
         nfe: network evaluations per posterior sample (>= 1).
         num_samples: posterior samples per slice; the mean and the pixel-wise std use all of them.
         cg_iters: conjugate-gradient iterations of each data-consistency step (>= 1).
+        cg_select: candidate ``cg_iters`` (comma-separated, e.g. ``5,10``; empty: off) to choose
+            per slice from the data: for 2D (Poisson-like) masks 20 % of the sampled entries
+            outside the calibration block are held back and the candidate that predicts them best
+            is used (``diffusion_core.reconstruct.ReconConfig.cg_select``; one extra sample of
+            ``cg_select_nfe`` NFE per candidate). 1D masks keep ``cg_iters``. Off by default.
+        cg_select_nfe: network evaluations of each candidate's trial sample (>= 1).
         checkpoint: path of a ``.safetensors`` prior; empty for the prior shipped with the package.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda`` / ``cuda:N``.
         bf16: run the network under bfloat16 autocast. Faster on CPUs with native bfloat16
@@ -67,6 +73,8 @@ class GadgetConfig:
     nfe: int = 25
     num_samples: int = 4
     cg_iters: int = 5
+    cg_select: str = ""
+    cg_select_nfe: int = 8
     checkpoint: str = ""
     device: str = "auto"
     bf16: bool = False
@@ -84,11 +92,18 @@ class GadgetConfig:
             raise ConfigError(
                 f"property 'sampler': expected one of {SAMPLERS}, got {self.sampler!r}"
             )
-        for name, low in (("nfe", 1), ("num_samples", 1), ("cg_iters", 1), ("coil_compression", 0)):
+        for name, low in (
+            ("nfe", 1),
+            ("num_samples", 1),
+            ("cg_iters", 1),
+            ("cg_select_nfe", 1),
+            ("coil_compression", 0),
+        ):
             if getattr(self, name) < low:
                 raise ConfigError(
                     f"property {name!r}: expected an integer >= {low}, got {getattr(self, name)}"
                 )
+        self.cg_candidates()  # raises on a malformed list
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
             raise ConfigError(
                 f"property 'device': expected auto, cpu, cuda or cuda:N, got {self.device!r}"
@@ -111,6 +126,21 @@ class GadgetConfig:
                 "properties send_magnitude, send_complex, send_uncertainty are all false "
                 "(or only the std with num_samples 1, which sends none): nothing to send"
             )
+
+    def cg_candidates(self) -> tuple[int, ...]:
+        """``cg_select`` as CG iteration counts: () when off, else two or more distinct counts."""
+        if not self.cg_select.strip():
+            return ()
+        try:
+            values = tuple(int(v) for v in self.cg_select.replace(" ", "").split(","))
+        except ValueError:
+            values = ()
+        if len(values) < 2 or len(set(values)) != len(values) or min(values) < 1:
+            raise ConfigError(
+                f"property 'cg_select': expected two or more distinct CG iteration counts >= 1, "
+                f"comma-separated (e.g. '5,10'), or empty for off; got {self.cg_select!r}"
+            )
+        return values
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

@@ -160,6 +160,7 @@ class ImageMaker:
                 )
         scale = self.scale
         uncertainty = Uncertainty.of(assembled, result)
+        processing = _processing_meta(result)
         settings = (
             f"{self.config.num_samples} samples, {self.config.sampler}, {self.config.nfe} NFE"
         )
@@ -168,20 +169,31 @@ class ImageMaker:
         if self.config.send_magnitude:
             comment = f"AI recon: posterior mean of {settings}, {whitened}"
             images.append(
-                self._image(assembled, magnitude, MEAN, index, comment, scale, uncertainty)
+                self._image(
+                    assembled, magnitude, MEAN, index, comment, scale, uncertainty, processing
+                )
             )
         if self.send_uncertainty:
             std = self._crop(result.std.detach().cpu().to(torch.float32))
             comment = f"uncertainty (posterior SD) of AI_RECON, {settings}, {uncertainty.comment()}, {whitened}"
             images.append(
-                self._image(assembled, std, UNCERTAINTY, index, comment, scale, uncertainty)
+                self._image(
+                    assembled, std, UNCERTAINTY, index, comment, scale, uncertainty, processing
+                )
             )
         if self.config.send_complex:
             comment = f"AI recon: complex posterior mean of {settings}, {whitened}, data units"
             raw = IntensityScale("float", 1.0, scale.max_intensity)
             images.append(
                 self._image(
-                    assembled, mean.to(torch.complex64), COMPLEX, index, comment, raw, uncertainty
+                    assembled,
+                    mean.to(torch.complex64),
+                    COMPLEX,
+                    index,
+                    comment,
+                    raw,
+                    uncertainty,
+                    processing,
                 )
             )
         return images
@@ -203,6 +215,7 @@ class ImageMaker:
         comment: str,
         scale: IntensityScale,
         uncertainty: Uncertainty,
+        processing: dict[str, str],
     ) -> ismrmrd.Image:
         complex_data = pixels.is_complex()
         if complex_data:
@@ -241,10 +254,26 @@ class ImageMaker:
             "Prewhitened": "true" if uncertainty.prewhitened else "false",
             "PrewhiteningNote": _ascii(uncertainty.noise_note),
         }
+        meta.update(processing)
         if series is UNCERTAINTY:
             meta.update(uncertainty.meta())
         image.meta = meta
         return image
+
+
+def _processing_meta(result: Reconstruction) -> dict[str, str]:
+    """The data-consistency setting the slice was reconstructed with, and, where ``cg_select``
+    chose it from held-back k-space, the candidates' misfits."""
+    if result.cg_iters < 1:  # not recorded (a reconstruction made elsewhere)
+        return {}
+    meta = {"DataConsistencyCGIterations": str(result.cg_iters)}
+    if result.cg_scores:
+        scores = ", ".join(f"{c}: {v:.4g}" for c, v in result.cg_scores.items())
+        meta["DataConsistencyCGSelection"] = (
+            f"chosen by held-back k-space misfit (reduced chi-square {scores}); "
+            f"cg_iters {result.cg_iters}"
+        )
+    return meta
 
 
 def _ascii(text: str) -> str:

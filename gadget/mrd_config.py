@@ -85,12 +85,19 @@ class ServerLimits:
             ("nfe", self.max_nfe),
             ("num_samples", self.max_num_samples),
             ("cg_iters", self.max_cg_iters),
+            ("cg_select_nfe", self.max_nfe),
             ("coil_compression", self.max_channels),
         ):
             if getattr(config, name) > cap:
                 raise SessionError(
                     f"property {name!r} is {getattr(config, name)}; this server allows at most {cap}"
                 )
+        candidates = config.cg_candidates()
+        if candidates and max(candidates) > self.max_cg_iters:
+            raise SessionError(
+                f"property 'cg_select' is {config.cg_select!r}; this server allows CG iteration "
+                f"counts up to {self.max_cg_iters}"
+            )
 
     def check_header(self, header: ismrmrd.xsd.ismrmrdHeader) -> None:
         """Matrix sizes and channels the header declares, against the caps."""
@@ -240,7 +247,7 @@ def session_config(
             if key in ("config", "customconfig"):
                 continue
             if key in GadgetConfig.field_names():
-                client[key] = str(value).lower() if isinstance(value, bool) else str(value)
+                client[key] = _parameter_text(value)
             else:
                 unknown.append(key)
         if unknown:
@@ -261,6 +268,15 @@ def session_config(
         raise SessionError(str(error)) from None
     server.limits.check_config(config)
     return SessionConfig(config, tuple(notes))
+
+
+def _parameter_text(value: object) -> str:
+    """A JSON parameter as property text: booleans lower-case, a list comma-separated."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(_parameter_text(v) for v in value)
+    return str(value)
 
 
 def _xml_properties(text: str) -> dict[str, str]:

@@ -101,6 +101,8 @@ class DiffusionReconstructor:
             nfe=config.nfe,
             num_samples=config.num_samples,
             cg_iters=config.cg_iters,
+            cg_select=config.cg_candidates(),
+            cg_select_nfe=config.cg_select_nfe,
             # the std's calibration from the prior's model card (none: the std is labelled raw)
             calibration=entries_from_card(read_card(prior_path(config.checkpoint or "default"))),
         )

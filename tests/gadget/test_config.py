@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
+import torch
 
 from gadget.config import ConfigError, GadgetConfig, config_from_text, properties_from_xml
 
@@ -57,6 +58,11 @@ def test_properties_round_trip_through_xml() -> None:
             '<property name="max_intensity" value="0"/>',
             "property 'max_intensity': expected 1..32767",
         ),
+        ('<property name="cg_select" value="5"/>', "property 'cg_select': expected two or more"),
+        ('<property name="cg_select" value="5,5"/>', "distinct CG iteration counts"),
+        ('<property name="cg_select" value="0,5"/>', "counts >= 1, comma-separated"),
+        ('<property name="cg_select" value="5;10"/>', "got '5;10'"),
+        ('<property name="cg_select_nfe" value="0"/>', "'cg_select_nfe': expected an integer >= 1"),
     ],
 )
 def test_bad_properties_are_clear_errors(xml: str, message: str) -> None:
@@ -110,3 +116,18 @@ def test_samplers_are_those_of_diffusion_core() -> None:
     from gadget.config import SAMPLERS
 
     assert SAMPLERS == CORE_SAMPLERS
+
+
+def test_cg_select_is_off_by_default_and_reaches_the_reconstruction() -> None:
+    from gadget.recon import DiffusionReconstructor
+
+    assert GadgetConfig().cg_candidates() == ()
+    config = config_from_text(
+        '<configuration><property name="cg_select" value=" 10, 5 "/>'
+        '<property name="cg_select_nfe" value="6"/></configuration>'
+    )
+    assert config.cg_candidates() == (10, 5)
+    recon = DiffusionReconstructor(lambda x, sigma: x, config, torch.device("cpu"))
+    assert (recon.recon_config.cg_select, recon.recon_config.cg_select_nfe) == ((10, 5), 6)
+    plain = DiffusionReconstructor(lambda x, sigma: x, GadgetConfig(), torch.device("cpu"))
+    assert plain.recon_config.cg_select == ()

@@ -264,3 +264,20 @@ def test_replay_writes_uint16_series_on_one_scale(
     assert all(int(i.meta["WindowWidth"]) > 0 for i in images)
     assert sorted(p.name for p in png.iterdir())[:2] == ["mean_s1_001.png", "mean_s1_002.png"]
     assert len(list(png.glob("std_s2_*.png"))) == 2
+
+
+def test_every_series_says_the_cg_iterations_and_how_they_were_chosen() -> None:
+    maker = ImageMaker(GEOMETRY, GadgetConfig(send_complex=True))
+    unrecorded = _by_series(maker(_slice(), _result(0.02)))
+    assert all("DataConsistencyCGIterations" not in unrecorded[s].meta for s in (1, 2, 3))
+    fixed = _by_series(maker(_slice(), dataclasses.replace(_result(0.02), cg_iters=5)))
+    assert [fixed[s].meta["DataConsistencyCGIterations"] for s in (1, 2, 3)] == ["5"] * 3
+    assert all("DataConsistencyCGSelection" not in fixed[s].meta for s in (1, 2, 3))
+    chosen = dataclasses.replace(_result(0.02), cg_iters=10, cg_scores={5: 1.3125, 10: 1.0625})
+    meta = _by_series(ImageMaker(GEOMETRY, GadgetConfig())(_slice(), chosen))
+    for series in (1, 2):
+        assert meta[series].meta["DataConsistencyCGIterations"] == "10"
+        assert meta[series].meta["DataConsistencyCGSelection"] == (
+            "chosen by held-back k-space misfit (reduced chi-square 5: 1.312, 10: 1.062); "
+            "cg_iters 10"
+        )

@@ -162,8 +162,12 @@ def test_unreconstructed_items_are_counted_for_gadgetron_and_returned_to_fire(
         ),
         ({"config_text": "<configuration><property"}, "CONFIG_TEXT is not well-formed XML"),
         ({"config_file": "default", "json_config": '{"parameters": {"config": "x"}}'}, "'x'"),
+        (
+            {"config_file": "default", "json_config": '{"parameters": {"cg_select": [5, 40]}}'},
+            "property 'cg_select' is '5,40'; this server allows CG iteration counts up to 30",
+        ),
     ],
-    ids=["unknown-name", "nfe-cap", "checkpoint-path", "bad-xml", "json-config-name"],
+    ids=["unknown-name", "nfe-cap", "checkpoint-path", "bad-xml", "json-config-name", "cg-cap"],
 )
 def test_bad_configuration_is_a_text_error_then_close(make_server, full_file, setup, expected):
     server = make_server()
