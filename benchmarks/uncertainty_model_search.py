@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,10 +104,43 @@ def load(r: dict, name: str) -> Case:
             (pred[:, ~mask].abs() ** 2).sum() / (pred[:, mask].abs() ** 2).sum()
         )
         stats["ssos_mean_ratio"] = float((maps.abs() ** 2).sum(0).sqrt()[support].mean())
+        for component, weight in (("replica_proj", math.inf), ("replica_last", None)):
+            q[component] = replica_variance(r, weight)[inside].numpy()
+        stats["replica_over_noise"] = float(q["replica_last"].mean() / max(noise_var, 1e-30))
         rho = max(stats["residual_mean"], 1.0)
         q["misfit"] = np.full_like(q["std2"], (1 - f) * (rho - 1.0) * r["noise"] ** 2)
         stats["rho"] = rho
     return Case(name, r["subject"], error, q, stats)
+
+
+REPLICAS = 16
+
+
+def replica_variance(r: dict, weight: float | None, replicas: int = REPLICAS) -> torch.Tensor:
+    """Pseudo-replica (Robson et al. 2008) variance per pixel of the noise one data-consistency
+    step passes into the image: white noise of the case's level on its sampled entries, through
+    the prox of :class:`SenseDataConsistency` at ``weight`` (inf: the projection; None: the
+    weight of DDS's last step at the default settings), from a zero image; data units squared."""
+    from diffusion_core.data_consistency import SenseDataConsistency
+    from diffusion_core.noise import complex_noise
+    from diffusion_core.reconstruct import ReconConfig
+
+    cfg = ReconConfig()
+    mask = (r["mask"] != 0).to(torch.float32)
+    scale = float(r["scale"])
+    sigma = float(r["noise"]) / scale  # per real channel, in the prior's normalisation
+    g = torch.Generator().manual_seed(0)
+    maps = r["maps"].to(torch.complex64)
+    noise = complex_noise(torch.zeros((replicas, *maps.shape), dtype=torch.complex64), g)
+    dc = SenseDataConsistency(maps, mask, torch.zeros_like(maps), sigma, cfg.cg_iters, r["support"])
+    if weight is None:
+        levels = [float(v) for v in cfg.sigmas()]
+        last = levels[-2] if levels[-1] == 0 else levels[-1]
+        trust = cfg.dc_scale * last**2 * 0.25 / (last**2 + 0.25)
+        weight = dc.weight(trust)
+    y = torch.fft.ifftshift(sigma * noise, dim=(-2, -1)) * dc.mask
+    out = dc.prox(torch.zeros((replicas, *maps.shape[-2:]), dtype=torch.complex64), weight, y)
+    return (out.abs() ** 2).mean(0).double() * scale**2
 
 
 def variance(c: Case, weights: dict[str, float], base: str) -> np.ndarray:
@@ -187,6 +221,7 @@ def fit(model: Model, cases: list[Case]):
 
 
 BETA = (0.0, 1e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2, 6.4e-2)
+REPLICA_WEIGHTS = (0.0, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 GAMMA = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 MODELS = [
     Model("current: std^2 + w f sigma^2 (spread)", "std2", {"noise": NOISE_WEIGHTS}, "spread"),
@@ -292,6 +327,24 @@ MODELS = [
         "spread",
     ),
     Model("box3 Birge (spread)", "std2_box3", {"noise": NOISE_WEIGHTS, "birge": (0.5,)}, "spread"),
+    Model(
+        "pseudo-replica (projection) in place of f sigma^2, Birge tau=1.25 (spread)",
+        "std2",
+        {"replica_proj": REPLICA_WEIGHTS, "birge": (0.5,), "tau": (1.25,)},
+        "spread",
+    ),
+    Model(
+        "pseudo-replica (last DDS step) in place of f sigma^2, Birge tau=1.25 (spread)",
+        "std2",
+        {"replica_last": REPLICA_WEIGHTS, "birge": (0.5,), "tau": (1.25,)},
+        "spread",
+    ),
+    Model(
+        "f sigma^2 and pseudo-replica (projection), Birge tau=1.25 (spread)",
+        "std2",
+        {"noise": NOISE_WEIGHTS, "replica_proj": REPLICA_WEIGHTS, "birge": (0.5,), "tau": (1.25,)},
+        "spread",
+    ),
 ]
 
 

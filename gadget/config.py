@@ -44,7 +44,9 @@ class GadgetConfig:
             per slice from the data: for 2D (Poisson-like) masks 20 % of the sampled entries
             outside the calibration block are held back and the candidate that predicts them best
             is used (``diffusion_core.reconstruct.ReconConfig.cg_select``; one extra sample of
-            ``cg_select_nfe`` NFE per candidate). 1D masks keep ``cg_iters``. Off by default.
+            ``cg_select_nfe`` NFE per candidate). 1D (line) masks keep ``cg_iters``: that is
+            every slice of a 2D Cartesian encoding, whose readouts are whole lines, so this acts
+            only on slices with a 2D sampling pattern. Off by default.
         cg_select_nfe: network evaluations of each candidate's trial sample (>= 1).
         checkpoint: path of a ``.safetensors`` prior; empty for the prior shipped with the package.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda`` / ``cuda:N``.
