@@ -362,14 +362,61 @@ def evaluate(model: Model, cases: list[Case]):
     return out
 
 
+SAMPLE_FREE_NOISE = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+SAMPLE_FREE_SIGNAL = (0.0, 1e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2)
+
+
+def sample_free(results: dict, mask_class: str) -> None:
+    """A width for K = 1 (one sample, no spread): v = w f sigma^2 + beta box5(|x|^2) from the
+    case's first sample alone, (w, beta) by the spread criterion and the factor by empirical mean
+    coverage on the other subject, as the models above; prints the held-out coverage."""
+    keys = [k for k in results if k.startswith(f"dds|{mask_class}|")]
+    cases = []
+    for k in keys:
+        r = results[k]
+        one = {**r, "mean": r["samples"][0], "std": torch.zeros_like(r["std"])}
+        c = load(one, k.split("|")[-1])
+        c.q["signal"] = c.q["mean2_box5"]
+        cases.append(c)
+    fk = finite_k_factor(K)
+    groups = [c.subject for c in cases]
+    covs, fits = [], set()
+    for i, keep in enumerate(_other_groups(groups)):
+        calibration = [cases[j] for j in keep]
+        grid = [
+            {"noise": w, "signal": b}
+            for w in SAMPLE_FREE_NOISE
+            for b in SAMPLE_FREE_SIGNAL
+            if w or b
+        ]
+        w = min(grid, key=lambda g: (round(spread(calibration, g, "std2"), 9), tuple(g.values())))
+        f = fit_factor([ratios(c, w, "std2") for c in calibration], [K] * len(calibration))
+        covs.append(coverage(ratios(cases[i], w, "std2"), f.factor * fk))
+        fits.add(f"noise={w['noise']:g} signal={w['signal']:g}")
+    inside = sum(0.93 <= x <= 0.97 for x in covs)
+    print(
+        f"| {mask_class} | {inside}/{len(covs)} | {min(covs):.3f} | {np.median(covs):.3f} | "
+        f"{max(covs):.3f} | {'; '.join(sorted(fits))} |"
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cache", type=Path, default=Path("/tmp/uncert/dev128.pt"))
     p.add_argument("--masks", nargs="+", default=list(MASKS))
     p.add_argument("--models", nargs="*", type=int, help="indices into MODELS")
     p.add_argument("--stats", action="store_true", help="print per-case statistics and own factors")
+    p.add_argument(
+        "--sample-free", action="store_true", help="only the K = 1 width from the first sample"
+    )
     args = p.parse_args()
     results = torch.load(args.cache, weights_only=True)
+    if args.sample_free:
+        print("| mask class | in [0.93, 0.97] | min | median | max | weights chosen |")
+        print("|---|---|---|---|---|---|")
+        for mask_class in args.masks:
+            sample_free(results, mask_class)
+        return 0
     models = [MODELS[i] for i in args.models] if args.models else MODELS
     fk = finite_k_factor(K)
     for mask_class in args.masks:
