@@ -3,6 +3,9 @@
 - :func:`random_columns_mask`: uniformly random columns plus a centred ACS block (fastMRI style).
 - :func:`equispaced_columns_mask`: every R-th column plus a centred ACS block.
 - :func:`poisson_disc_mask`: 2D variable-density Poisson-disc points plus a centred calibration square.
+
+:func:`phase_encode_axis` tells a line mask (readouts) from a 2D pattern, and along which axis it
+is undersampled.
 """
 
 from __future__ import annotations
@@ -121,3 +124,33 @@ def poisson_disc_mask(
         else:
             hi = scale
     return torch.from_numpy(best.astype(np.float32))
+
+
+def phase_encode_axis(mask: torch.Tensor) -> int | None:
+    """The axis along which a line mask (ky, kx) is undersampled, or None for a 2D pattern.
+
+    Lines are readouts: every sampled row (or every sampled column) is one contiguous run at
+    least half as long as the extent all of them span, so that an asymmetric echo or partial
+    Fourier in the readout (unmeasured entries at one edge) and calibration lines longer than the
+    rest are still lines. 0 if the rows are the readouts (lines chosen along ky, as every 2D
+    Cartesian acquisition), 1 if the columns are (:func:`random_columns_mask`); a sampled
+    rectangle alone is read along its longer runs. A 2D (Poisson-like) mask has rows and columns
+    of scattered entries.
+    """
+    m = mask != 0
+    rows, columns = _readout_lines(m), _readout_lines(m.T)
+    if rows and columns:  # a rectangle (only a calibration block): the longer runs are readouts
+        return 0 if float(m.float().mean(1).max()) >= float(m.float().mean(0).max()) else 1
+    return 0 if rows else 1 if columns else None
+
+
+def _readout_lines(m: torch.Tensor) -> bool:
+    """Every sampled row of m (rows, columns) bool is one contiguous run of at least half the
+    columns the sampled rows span together."""
+    rows = m[m.any(1)]
+    if rows.shape[0] == 0:
+        return False
+    starts = rows[:, :1].sum(1) + (rows[:, 1:] & ~rows[:, :-1]).sum(1)
+    columns = rows.any(0).nonzero()
+    extent = int(columns[-1] - columns[0]) + 1
+    return bool((starts == 1).all()) and int(rows.sum(1).min()) * 2 >= extent

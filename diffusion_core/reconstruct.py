@@ -25,6 +25,7 @@ from diffusion_core.data_consistency import (
     image_support,
 )
 from diffusion_core.denoiser import Denoiser
+from diffusion_core.masks import phase_encode_axis
 from diffusion_core.noise import complex_noise
 from diffusion_core.normalization import magnitude_scale
 from diffusion_core.samplers import (
@@ -94,6 +95,14 @@ class ReconConfig:
     # other than the ones it was found on.
     cg_select: tuple[int, ...] = ()
     cg_select_nfe: int = 8
+    # DDS data trust for line (1D) masks by where the object lies (off when None): where the
+    # object is inside the field of view in the phase-encode direction (the CG-SENSE image has
+    # no signal at its edges, :func:`fov_edge_signal`), ``cg_iters_inside`` CG iterations are
+    # used instead of ``cg_iters``. More iterations help such cases and cost 1.3-1.7 dB where a
+    # head is cut by the FOV: there the single-set ESPIRiT maps are wrong at the seam and more
+    # data trust fits their error (benchmarks/results/quality_ablation_cpu.md section 7;
+    # benchmarks/results/fov_rule.md).
+    cg_iters_inside: int | None = None
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -109,6 +118,8 @@ class ReconConfig:
                 f"nfe, cg_iters, corrector_steps: expected >= 1, >= 1, >= 0; "
                 f"got {self.nfe}, {self.cg_iters}, {self.corrector_steps}"
             )
+        if self.cg_iters_inside is not None and self.cg_iters_inside < 1:
+            raise ValueError(f"cg_iters_inside: expected >= 1 or None, got {self.cg_iters_inside}")
         if any(c < 1 for c in self.cg_select) or self.cg_select_nfe < 1:
             raise ValueError(
                 f"cg_select, cg_select_nfe: expected CG iteration counts >= 1 and NFE >= 1; "
@@ -185,6 +196,8 @@ class Reconstruction:
     # candidate where ``ReconConfig.cg_select`` chose them (empty otherwise)
     cg_iters: int = 0
     cg_scores: dict[int, float] = field(default_factory=dict)
+    # how cg_iters was chosen, where a rule chose it (``cg_iters_inside``, ``cg_select``)
+    cg_note: str = ""
 
 
 def estimate_noise_sigma(kspace: torch.Tensor, mask: torch.Tensor, fraction: float = 0.1) -> float:
@@ -267,7 +280,8 @@ def reconstruct(
     maps = maps.to(kspace.dtype)
     support = image_support(maps, support)
     restricted = None if bool(support.all()) else support
-    scale = float(magnitude_scale(cg_sense(kspace, mask, maps, max_iter=cfg.cg_iters * 4)))
+    sense = cg_sense(kspace, mask, maps, max_iter=cfg.cg_iters * 4)
+    scale = float(magnitude_scale(sense))
     if cfg.noise_sigma is not None:
         noise_sigma = cfg.noise_sigma
     else:
@@ -284,6 +298,19 @@ def reconstruct(
     )
     per_coil = cfg.sampler == "score_mri_ssos"
     cv_scores: dict[int, float] = {}
+    cg_note = ""
+    axis = phase_encode_axis(mask)
+    if cfg.cg_iters_inside is not None and not per_coil and axis is not None:
+        edge = fov_edge_signal(sense, axis) / scale
+        inside = edge < FOV_EDGE_SIGNAL
+        if inside:
+            cfg = replace(cfg, cg_iters=cfg.cg_iters_inside)
+        cg_note = (
+            f"line mask, the object {'inside the field of view' if inside else 'at its edge'} "
+            f"in the phase-encode direction (CG-SENSE signal in the outer {FOV_EDGE_LINES} lines "
+            f"{edge:.3f} of the image scale, limit {FOV_EDGE_SIGNAL:g}): cg_iters {cfg.cg_iters}"
+        )
+        log.info("data trust: %s", cg_note)
     if cfg.cg_select and not per_coil and mask_sampling(mask) == "2d":
         held = held_back_entries(mask)
         cv_scores = {
@@ -293,11 +320,12 @@ def reconstruct(
             for cg in cfg.cg_select
         }
         cfg = replace(cfg, cg_iters=min(cv_scores, key=cv_scores.__getitem__))
-        log.info(
-            "cg_select: held-back k-space misfit %s -> cg_iters %d",
-            ", ".join(f"{c}: {v:.4f}" for c, v in cv_scores.items()),
-            cfg.cg_iters,
+        scores = ", ".join(f"{c}: {v:.4g}" for c, v in cv_scores.items())
+        cg_note = (
+            f"chosen by held-back k-space misfit (reduced chi-square {scores}); "
+            f"cg_iters {cfg.cg_iters}"
         )
+        log.info("cg_select: %s", cg_note)
     elif cfg.cg_select:
         log.info(
             "cg_select: skipped (%s mask: held-back lines carry no signal); cg_iters %d",
@@ -365,7 +393,28 @@ def reconstruct(
         residual_ratio=residual_ratio,
         cg_iters=cfg.cg_iters,
         cg_scores=cv_scores,
+        cg_note=cg_note,
     )
+
+
+# the object reaches the edge of the field of view (``ReconConfig.cg_iters_inside``) where the
+# mean magnitude of the outer FOV_EDGE_LINES phase-encode lines of the CG-SENSE image is at least
+# FOV_EDGE_SIGNAL of the image scale (its 99th percentile): 0.000-0.022 for the heads inside the
+# FOV of the development cases, 0.10-0.15 for heads that touch it, 0.18-0.31 for cut ones
+FOV_EDGE_LINES = 2
+FOV_EDGE_SIGNAL = 0.1
+
+
+def fov_edge_signal(image: torch.Tensor, axis: int, lines: int = FOV_EDGE_LINES) -> float:
+    """Mean magnitude of ``image`` (y, x) in the outer ``lines`` lines at both ends of ``axis``
+    (0: y, 1: x): background (noise) for an object inside the field of view, signal for one that
+    reaches its edges (and folds over) in that direction."""
+    m = image.abs()
+    if axis == 1:
+        m = m.T
+    if m.shape[0] < 2 * lines:
+        return float(m.mean())
+    return float(torch.cat([m[:lines], m[-lines:]]).mean())
 
 
 def held_back_entries(

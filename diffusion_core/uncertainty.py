@@ -81,27 +81,13 @@ def acceleration_class(mask: torch.Tensor) -> int:
 
 
 def mask_sampling(mask: torch.Tensor) -> str:
-    """``"1d"`` if mask (ky, kx) samples along lines, else ``"2d"``: at the same R the two alias
-    differently (coherent folds against incoherent noise), so their std calibrations differ.
+    """``"1d"`` if mask (ky, kx) samples along lines (:func:`diffusion_core.masks.phase_encode_axis`:
+    readouts, also with an asymmetric echo or calibration lines longer than the rest), else
+    ``"2d"``: at the same R the two alias differently (coherent folds against incoherent noise),
+    so their std calibrations differ."""
+    from diffusion_core.masks import phase_encode_axis
 
-    Lines are readouts: every sampled row (or every sampled column) is one contiguous run at
-    least half as long as the extent all of them span, so that an asymmetric echo or partial
-    Fourier in the readout (unmeasured columns at one edge) and calibration lines longer than
-    the rest are still lines. A 2D (Poisson-like) mask has rows of scattered entries."""
-    m = mask != 0
-    return "1d" if _readout_lines(m) or _readout_lines(m.T) else "2d"
-
-
-def _readout_lines(m: torch.Tensor) -> bool:
-    """Every sampled row of m (rows, columns) bool is one contiguous run of at least half the
-    columns the sampled rows span together."""
-    rows = m[m.any(1)]
-    if rows.shape[0] == 0:
-        return False
-    starts = rows[:, :1].sum(1) + (rows[:, 1:] & ~rows[:, :-1]).sum(1)
-    columns = rows.any(0).nonzero()
-    extent = int(columns[-1] - columns[0]) + 1
-    return bool((starts == 1).all()) and int(rows.sum(1).min()) * 2 >= extent
+    return "2d" if phase_encode_axis(mask) is None else "1d"
 
 
 # what an entry written before the sampling dimension was recorded matches: either, at a cost

@@ -209,3 +209,51 @@ def test_cg_select_keeps_the_candidate_that_predicts_held_back_data_best() -> No
 def test_cg_select_refuses_bad_values(bad: dict) -> None:
     with pytest.raises(ValueError, match="cg_select"):
         ReconConfig(**bad)
+
+
+def _disc(centre_x: float, radius: float = 5.0) -> torch.Tensor:
+    """A smooth-edged disc object (y, x) on an empty background, centred at (12, centre_x)."""
+    y, x = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")
+    r = ((y - 12) ** 2 + (x - centre_x) ** 2).sqrt()
+    return torch.sigmoid(2.0 * (radius - r)).to(C64)
+
+
+def test_fov_edge_signal_tells_an_object_inside_the_fov_from_one_cut_by_it() -> None:
+    from diffusion_core.reconstruct import fov_edge_signal
+
+    inside, cut = _disc(12.0), _disc(2.0, radius=7.0)  # the second reaches x = 0
+    # phase encoding along x (axis 1): only the outer columns count
+    assert fov_edge_signal(inside, 1) < 1e-3
+    assert fov_edge_signal(cut, 1) > 0.1
+    assert fov_edge_signal(cut.T, 0) == pytest.approx(fov_edge_signal(cut, 1))
+    # along y the cut disc stays inside (rows 5..19)
+    assert fov_edge_signal(cut, 0) < 1e-3
+
+
+@pytest.mark.parametrize(("centre_x", "radius", "inside"), [(12.0, 5.0, True), (2.0, 7.0, False)])
+def test_cg_iters_inside_acts_on_line_masks_with_the_object_inside_the_fov(
+    centre_x: float, radius: float, inside: bool
+) -> None:
+    from diffusion_core.masks import poisson_disc_mask
+
+    truth = _disc(centre_x, radius)
+    maps = smooth_maps(4, SHAPE).to(C64)
+    g = torch.Generator().manual_seed(0)
+    kspace = fft2c(maps * truth) + 0.002 * random_complex((4, *SHAPE), g)
+    config = ReconConfig(sampler="dds", nfe=4, num_samples=2, cg_iters=3, cg_iters_inside=7)
+    lines = reconstruct(kspace * _mask(), _mask(), _prior(), config, maps=maps, generator=g)
+    assert lines.cg_iters == (7 if inside else 3)
+    place = "inside the field of view" if inside else "at its edge"
+    assert f"line mask, the object {place} in the phase-encode direction" in lines.cg_note
+    assert lines.cg_note.endswith(f"cg_iters {lines.cg_iters}")
+    # a 2D pattern keeps cg_iters; so does the rule switched off
+    points = poisson_disc_mask(SHAPE, 2.0, 8, 0)
+    flat = reconstruct(kspace * points, points, _prior(), config, maps=maps, generator=g)
+    assert (flat.cg_iters, flat.cg_note) == (3, "")
+    off = reconstruct(kspace * _mask(), _mask(), _prior(), FAST, maps=maps, generator=g)
+    assert (off.cg_iters, off.cg_note) == (FAST.cg_iters, "")
+
+
+def test_cg_iters_inside_refuses_bad_values() -> None:
+    with pytest.raises(ValueError, match="cg_iters_inside: expected >= 1 or None, got 0"):
+        ReconConfig(cg_iters_inside=0)

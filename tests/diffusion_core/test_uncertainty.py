@@ -521,3 +521,14 @@ def test_reconstruct_inflates_by_the_residual_ratio_it_reports() -> None:
         rho
     )
     assert torch.allclose(inflated.std, plain.std * max(rho, 1.0) ** 0.5)
+
+
+def test_phase_encode_axis_is_the_axis_lines_are_chosen_along() -> None:
+    from diffusion_core.masks import phase_encode_axis
+
+    columns = random_columns_mask((48, 40), 4.0, 8, 0)  # whole ky columns chosen along kx
+    assert phase_encode_axis(columns) == 1 and phase_encode_axis(columns.T) == 0
+    assert phase_encode_axis(poisson_disc_mask((48, 40), 4.0, 12, 0)) is None
+    block = torch.zeros((48, 40))
+    block[:, 16:24] = 1  # a calibration block alone: its runs along ky are the longer ones
+    assert phase_encode_axis(block) == 1 and phase_encode_axis(block.T) == 0
