@@ -63,6 +63,7 @@ from diffusion_core.espirit import espirit_maps  # noqa: E402
 from diffusion_core.metrics import object_region, psnr, ssim  # noqa: E402
 from diffusion_core.reconstruct import ReconConfig, reconstruct  # noqa: E402
 from diffusion_core.uncertainty import entries_from_card  # noqa: E402
+from gadget.config import GadgetConfig  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 REAL = "real"  # --subjects name of the real 8-coil brain
@@ -99,6 +100,8 @@ class Record:
     # with the std as the product sends it (the prior's card calibration); NaN where the card has
     # none for the setting, and in results written before this column
     within_2std_calibrated: float = math.nan
+    # the CG iterations used (a rule may choose them per scan); 0 in results written before
+    cg_iters: int = 0
 
     @property
     def false_signal_excess(self) -> float:
@@ -183,6 +186,7 @@ def evaluate(
         "l1_weight": best,
         "seconds_pm": seconds_pm,
         "seconds_l1": seconds_l1,
+        "cg_iters": result.cg_iters,
     }
     values["margin"] = values["psnr_pm"] - values["psnr_l1"]
     values["margin_object"] = values["psnr_object_pm"] - values["psnr_object_l1"]
@@ -243,15 +247,16 @@ def case_table(records: list[Record]) -> list[str]:
     lines = [
         "| case | group | mask | seed | PSNR product / L1 | margin | margin, object | SSIM product / L1 "
         "| within 2 std raw / calibrated | false signal product / L1 / ref | L1 weight "
-        "| s product / L1 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| cg_iters | s product / L1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         lines.append(
             f"| {r.case} | {r.group} | {r.mask} | {r.seed} | {r.psnr_pm:.2f} / {r.psnr_l1:.2f} "
             f"| {r.margin:+.2f} | {r.margin_object:+.2f} | {r.ssim_pm:.3f} / {r.ssim_l1:.3f} "
             f"| {r.within_2std:.3f} / {r.within_2std_calibrated:.3f} | {r.false_signal_pm:.3f} / {r.false_signal_l1:.3f} / "
-            f"{r.false_signal_ref:.3f} | {r.l1_weight:g} | {r.seconds_pm:.0f} / {r.seconds_l1:.0f} |"
+            f"{r.false_signal_ref:.3f} | {r.l1_weight:g} | {r.cg_iters or '-'} "
+            f"| {r.seconds_pm:.0f} / {r.seconds_l1:.0f} |"
         )
     return lines
 
@@ -274,7 +279,13 @@ def write_markdown(records: list[Record], args: argparse.Namespace, path: Path) 
         "",
         f"Command: `python benchmarks/generalization.py {' '.join(shown)}` "
         f"(commit {commit or '?'}, device {args.device}).",
-        f"Product: DDS, nfe {args.nfe}, K = {args.samples}, cg_iters {args.cg_iters}; "
+        f"Product: DDS, nfe {args.nfe}, K = {args.samples}, cg_iters {args.cg_iters}"
+        + (
+            f" ({args.cg_iters_inside} for line masks with the object inside the FOV)"
+            if getattr(args, "cg_iters_inside", None)
+            else ""
+        )
+        + "; "
         f"L1-wavelet: best of weights {list(args.l1_weights)} per case and mask. "
         f"False signal: 99th percentile outside the object dilated by {args.dilate} px / "
         "the object's 99th percentile.",
@@ -428,6 +439,7 @@ def run(args: argparse.Namespace) -> list[Record]:
         num_samples=args.samples,
         cg_iters=args.cg_iters,
         cg_select=tuple(args.cg_select),
+        cg_iters_inside=args.cg_iters_inside or None,
     )
     default = Path(args.checkpoint or DEFAULT_PRIOR_PATH)
     loaded: dict[Path, tuple[torch.nn.Module, dict[str, str] | None, ReconConfig]] = {}
@@ -580,6 +592,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=[],
         help="per-scan choice among these cg_iters by held-back k-space (2D masks; off by default)",
+    )
+    p.add_argument(
+        "--cg-iters-inside",
+        type=int,
+        default=GadgetConfig().cg_iters_inside,
+        help="cg_iters for line masks with the object inside the FOV (replay default "
+        f"{GadgetConfig().cg_iters_inside}; 0: off)",
     )
     p.add_argument("--l1-weights", type=float, nargs="+", default=list(L1_WEIGHTS))
     p.add_argument(

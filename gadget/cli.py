@@ -39,6 +39,12 @@ def _recon_options(parser: argparse.ArgumentParser, checkpoint_help: str | None 
         help="CG iterations per data-consistency step",
     )
     group.add_argument(
+        "--cg-iters-inside",
+        type=int,
+        default=defaults.cg_iters_inside,
+        help="CG iterations for line masks with the object inside the FOV (0: --cg-iters)",
+    )
+    group.add_argument(
         "--cg-select",
         default=defaults.cg_select,
         metavar="N,M",
@@ -102,6 +108,7 @@ def _config(args: argparse.Namespace) -> GadgetConfig:
         nfe=args.nfe,
         num_samples=args.samples,
         cg_iters=args.cg_iters,
+        cg_iters_inside=args.cg_iters_inside,
         cg_select=args.cg_select,
         cg_select_nfe=args.cg_select_nfe,
         checkpoint=args.checkpoint,

@@ -262,17 +262,13 @@ class ImageMaker:
 
 
 def _processing_meta(result: Reconstruction) -> dict[str, str]:
-    """The data-consistency setting the slice was reconstructed with, and, where ``cg_select``
-    chose it from held-back k-space, the candidates' misfits."""
+    """The data-consistency setting the slice was reconstructed with, and how a rule chose it
+    (``cg_iters_inside``, ``cg_select``) where one did."""
     if result.cg_iters < 1:  # not recorded (a reconstruction made elsewhere)
         return {}
     meta = {"DataConsistencyCGIterations": str(result.cg_iters)}
-    if result.cg_scores:
-        scores = ", ".join(f"{c}: {v:.4g}" for c, v in result.cg_scores.items())
-        meta["DataConsistencyCGSelection"] = (
-            f"chosen by held-back k-space misfit (reduced chi-square {scores}); "
-            f"cg_iters {result.cg_iters}"
-        )
+    if result.cg_note:
+        meta["DataConsistencyCGSelection"] = _ascii(result.cg_note)
     return meta
 
 

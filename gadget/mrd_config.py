@@ -85,6 +85,7 @@ class ServerLimits:
             ("nfe", self.max_nfe),
             ("num_samples", self.max_num_samples),
             ("cg_iters", self.max_cg_iters),
+            ("cg_iters_inside", self.max_cg_iters),
             ("cg_select_nfe", self.max_nfe),
             ("coil_compression", self.max_channels),
         ):

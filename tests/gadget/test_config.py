@@ -63,6 +63,10 @@ def test_properties_round_trip_through_xml() -> None:
         ('<property name="cg_select" value="0,5"/>', "counts >= 1, comma-separated"),
         ('<property name="cg_select" value="5;10"/>', "got '5;10'"),
         ('<property name="cg_select_nfe" value="0"/>', "'cg_select_nfe': expected an integer >= 1"),
+        (
+            '<property name="cg_iters_inside" value="-1"/>',
+            "'cg_iters_inside': expected an integer >= 0",
+        ),
     ],
 )
 def test_bad_properties_are_clear_errors(xml: str, message: str) -> None:
@@ -131,3 +135,16 @@ def test_cg_select_is_off_by_default_and_reaches_the_reconstruction() -> None:
     assert (recon.recon_config.cg_select, recon.recon_config.cg_select_nfe) == ((10, 5), 6)
     plain = DiffusionReconstructor(lambda x, sigma: x, GadgetConfig(), torch.device("cpu"))
     assert plain.recon_config.cg_select == ()
+
+
+def test_cg_iters_inside_is_on_by_default_and_zero_switches_it_off() -> None:
+    from gadget.recon import DiffusionReconstructor
+
+    def recon(config: GadgetConfig) -> DiffusionReconstructor:
+        return DiffusionReconstructor(lambda x, sigma: x, config, torch.device("cpu"))
+
+    assert recon(GadgetConfig()).recon_config.cg_iters_inside == 10
+    off = config_from_text(
+        '<configuration><property name="cg_iters_inside" value="0"/></configuration>'
+    )
+    assert off.cg_iters_inside == 0 and recon(off).recon_config.cg_iters_inside is None

@@ -166,8 +166,20 @@ def test_unreconstructed_items_are_counted_for_gadgetron_and_returned_to_fire(
             {"config_file": "default", "json_config": '{"parameters": {"cg_select": [5, 40]}}'},
             "property 'cg_select' is '5,40'; this server allows CG iteration counts up to 30",
         ),
+        (
+            {"config_text": configuration_xml({"cg_iters_inside": "31"}).decode()},
+            "property 'cg_iters_inside' is 31; this server allows at most 30",
+        ),
     ],
-    ids=["unknown-name", "nfe-cap", "checkpoint-path", "bad-xml", "json-config-name", "cg-cap"],
+    ids=[
+        "unknown-name",
+        "nfe-cap",
+        "checkpoint-path",
+        "bad-xml",
+        "json-config-name",
+        "cg-cap",
+        "cg-inside-cap",
+    ],
 )
 def test_bad_configuration_is_a_text_error_then_close(make_server, full_file, setup, expected):
     server = make_server()

@@ -1,0 +1,90 @@
+"""The statistic behind ``ReconConfig.cg_iters_inside``: is the object inside the field of view?
+
+For each line-mask case, the mean magnitude of the outer ``FOV_EDGE_LINES`` phase-encode lines of
+the CG-SENSE image (ESPIRiT maps from the ACS, as :func:`diffusion_core.reconstruct.reconstruct`
+computes it for its scale) over the image scale, next to the reference's own value and, where
+both caches of ``benchmarks/calibrate_default.py`` (cg_iters 5 and 10) hold the case, the PSNR
+of the posterior mean with each:
+
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/fov_rule.py --caches /tmp/uncert/dev128.pt /tmp/uncert/dev128_cg10.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.generalization import DATA, build_cases  # noqa: E402
+from benchmarks.generalization import parse_args as benchmark_args  # noqa: E402
+from benchmarks.generalization_cases import make_mask  # noqa: E402
+from diffusion_core.classical import cg_sense  # noqa: E402
+from diffusion_core.espirit import espirit_maps  # noqa: E402
+from diffusion_core.masks import phase_encode_axis  # noqa: E402
+from diffusion_core.metrics import psnr  # noqa: E402
+from diffusion_core.normalization import magnitude_scale  # noqa: E402
+from diffusion_core.reconstruct import FOV_EDGE_SIGNAL, ReconConfig, fov_edge_signal  # noqa: E402
+
+LINE_MASKS = ("R=4 1D random", "R=8 1D random")
+
+
+def edge(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> float:
+    """The rule's statistic for one slice (masked kspace, mask, maps)."""
+    sense = cg_sense(kspace, mask, maps, max_iter=ReconConfig().cg_iters * 4)
+    return fov_edge_signal(sense, phase_encode_axis(mask)) / float(magnitude_scale(sense))
+
+
+def reference_edge(ref: torch.Tensor, mask: torch.Tensor) -> float:
+    return fov_edge_signal(ref, phase_encode_axis(mask)) / float(magnitude_scale(ref))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", type=Path, default=DATA)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--caches", nargs=2, type=Path, help="calibrate_default caches, cg 5 and 10")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    print(f"limit: {FOV_EDGE_SIGNAL:g} (below: the object is inside, cg_iters_inside)\n")
+    print("| case (generalization benchmark) | mask | seeds | edge statistic | reference's |")
+    print("|---|---|---|---|---|")
+    plan = ["--subjects", "niivue_FLAIR", "real", "--cases-per-subject", "4", "--size", "96"]
+    cases = build_cases(
+        benchmark_args(["--data-dir", str(args.data_dir), *plan, "--real-size", "128"])
+    )
+    for case in cases:
+        for mask_class in LINE_MASKS:
+            values = []
+            for seed in args.seeds:
+                mask = make_mask(mask_class, tuple(case.reference.shape[-2:]), seed)
+                kspace = case.kspace * mask
+                values.append(edge(kspace, mask, espirit_maps(kspace, mask)))
+            print(
+                f"| {case.meta.name} | {mask_class} | {' '.join(map(str, args.seeds))} | "
+                f"{' / '.join(f'{v:.3f}' for v in values)} | {reference_edge(case.reference, mask):.3f} |"
+            )
+    if not args.caches:
+        return
+    five, ten = (torch.load(path, weights_only=True) for path in args.caches)
+    print("\n| case (calibration development set) | mask | edge statistic | reference's "
+          "| PSNR cg 5 / 10 | 10 - 5 |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for key, r in five.items():
+        mask_class = key.split("|")[1]
+        if mask_class not in LINE_MASKS or key not in ten:
+            continue
+        mask = (r["mask"] != 0).float()
+        a, b = psnr(r["ref"], r["mean"]), psnr(ten[key]["ref"], ten[key]["mean"])
+        print(
+            f"| {key.split('|')[-1]} | {mask_class} | {edge(r['kspace'], mask, r['maps']):.3f} | "
+            f"{reference_edge(r['ref'], mask):.3f} | {a:.2f} / {b:.2f} | {b - a:+.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
