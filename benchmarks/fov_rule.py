@@ -7,6 +7,7 @@ both caches of ``benchmarks/calibrate_default.py`` (cg_iters 5 and 10) hold the 
 of the posterior mean with each:
 
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/fov_rule.py --caches /tmp/uncert/dev128.pt /tmp/uncert/dev128_cg10.pt
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/fov_rule.py --noise-sweep
 """
 
 from __future__ import annotations
@@ -43,13 +44,48 @@ def reference_edge(ref: torch.Tensor, mask: torch.Tensor) -> float:
     return fov_edge_signal(ref, phase_encode_axis(mask)) / float(magnitude_scale(ref))
 
 
+def noise_sweep(data_dir: Path) -> None:
+    """The rule's decision on a head well inside the FOV (a T1 volume's three central slices,
+    padded to 1.2x, 128 x 128, simulated coils) across noise levels, coils and masks: what the
+    noise alone does to the statistic (a mechanics check; the subject is one the prior saw)."""
+    import nibabel as nib
+    import numpy as np
+
+    from diffusion_core.calibration_cases import simulated_measurement
+    from diffusion_core.masks import random_columns_mask
+
+    vol = np.asarray(nib.load(data_dir / "train_volumes" / "niivue_chris_t1.nii.gz").dataobj)
+    g = torch.Generator().manual_seed(0)
+    print("| slice axis | noise | coils | R | edge statistic | cg_iters |")
+    print("|---|---|---|---|---|---|")
+    for axis in (2, 1, 0):
+        plane = torch.from_numpy(np.take(vol, vol.shape[axis] // 2, axis=axis).astype(np.float32))
+        n = int(max(plane.shape) * 1.2) // 2 * 2
+        img = torch.zeros(n, n)
+        y0, x0 = (n - plane.shape[0]) // 2, (n - plane.shape[1]) // 2
+        img[y0 : y0 + plane.shape[0], x0 : x0 + plane.shape[1]] = plane
+        img = torch.nn.functional.interpolate(img[None, None], size=(128, 128), mode="bilinear")
+        for noise in (0.005, 0.02, 0.05, 0.1):
+            for coils in (8, 16):
+                kspace, _ = simulated_measurement(img[0, 0], coils, noise, g)
+                for r, acs in ((4, 24), (8, 12)):
+                    mask = random_columns_mask((128, 128), r, acs, 0)
+                    value = edge(kspace * mask, mask, espirit_maps(kspace * mask, mask))
+                    cg = ReconConfig().cg_iters if value >= FOV_EDGE_SIGNAL else "inside"
+                    print(f"| {axis} | {noise:g} | {coils} | {r} | {value:.3f} | {cg} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", type=Path, default=DATA)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--caches", nargs=2, type=Path, help="calibrate_default caches, cg 5 and 10")
+    p.add_argument("--noise-sweep", action="store_true", help="only the noise sweep")
     args = p.parse_args()
     torch.set_num_threads(1)
+    if args.noise_sweep:
+        noise_sweep(args.data_dir)
+        return
     print(f"limit: {FOV_EDGE_SIGNAL:g} (below: the object is inside, cg_iters_inside)\n")
     print("| case (generalization benchmark) | mask | seeds | edge statistic | reference's |")
     print("|---|---|---|---|---|")

@@ -97,8 +97,8 @@ class ReconConfig:
     cg_select_nfe: int = 8
     # DDS data trust for line (1D) masks by where the object lies (off when None): where the
     # object is inside the field of view in the phase-encode direction (the CG-SENSE image has
-    # no signal at its edges, :func:`fov_edge_signal`), ``cg_iters_inside`` CG iterations are
-    # used instead of ``cg_iters``. More iterations help such cases and cost 1.3-1.7 dB where a
+    # no signal at its edges, :func:`fov_edge_signal`) and the noise is low (FOV_RULE_NOISE),
+    # ``cg_iters_inside`` CG iterations are used instead of ``cg_iters``. More iterations help such cases and cost 1.3-1.7 dB where a
     # head is cut by the FOV: there the single-set ESPIRiT maps are wrong at the seam and more
     # data trust fits their error (benchmarks/results/quality_ablation_cpu.md section 7;
     # benchmarks/results/fov_rule.md).
@@ -303,12 +303,14 @@ def reconstruct(
     if cfg.cg_iters_inside is not None and not per_coil and axis is not None:
         edge = fov_edge_signal(sense, axis) / scale
         inside = edge < FOV_EDGE_SIGNAL
-        if inside:
+        quiet = noise_sigma < FOV_RULE_NOISE
+        if inside and quiet:
             cfg = replace(cfg, cg_iters=cfg.cg_iters_inside)
         cg_note = (
             f"line mask, the object {'inside the field of view' if inside else 'at its edge'} "
             f"in the phase-encode direction (CG-SENSE signal in the outer {FOV_EDGE_LINES} lines "
-            f"{edge:.3f} of the image scale, limit {FOV_EDGE_SIGNAL:g}): cg_iters {cfg.cg_iters}"
+            f"{edge:.3f} of the image scale, limit {FOV_EDGE_SIGNAL:g}), noise {noise_sigma:.3f} "
+            f"of it (limit {FOV_RULE_NOISE:g}): cg_iters {cfg.cg_iters}"
         )
         log.info("data trust: %s", cg_note)
     if cfg.cg_select and not per_coil and mask_sampling(mask) == "2d":
@@ -403,6 +405,10 @@ def reconstruct(
 # FOV of the development cases, 0.10-0.15 for heads that touch it, 0.18-0.31 for cut ones
 FOV_EDGE_LINES = 2
 FOV_EDGE_SIGNAL = 0.1
+# ... and only where the noise per real channel is under FOV_RULE_NOISE of the image scale: at
+# 0.05-0.1 more CG iterations fit the noise and cost 0.1-0.75 dB on heads inside the FOV too
+# (benchmarks/results/fov_rule.md); at 0.01-0.03 they help
+FOV_RULE_NOISE = 0.04
 
 
 def fov_edge_signal(image: torch.Tensor, axis: int, lines: int = FOV_EDGE_LINES) -> float:

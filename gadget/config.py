@@ -42,7 +42,8 @@ class GadgetConfig:
         cg_iters: conjugate-gradient iterations of each data-consistency step (>= 1).
         cg_iters_inside: CG iterations instead for a slice with a line mask whose object lies
             inside the field of view in the phase-encode direction (no signal in the outer
-            phase-encode lines of its CG-SENSE image); 0: always ``cg_iters``. More data trust
+            phase-encode lines of its CG-SENSE image) and whose noise is low (under 0.04 of the
+            image scale); 0: always ``cg_iters``. More data trust
             helps there and costs 1.3-1.7 dB on heads the FOV cuts, whose single-set ESPIRiT maps
             are wrong at the seam (``diffusion_core.reconstruct.ReconConfig.cg_iters_inside``).
         cg_select: candidate ``cg_iters`` (comma-separated, e.g. ``5,10``; empty: off) to choose

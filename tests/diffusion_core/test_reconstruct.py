@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -252,6 +253,10 @@ def test_cg_iters_inside_acts_on_line_masks_with_the_object_inside_the_fov(
     assert (flat.cg_iters, flat.cg_note) == (3, "")
     off = reconstruct(kspace * _mask(), _mask(), _prior(), FAST, maps=maps, generator=g)
     assert (off.cg_iters, off.cg_note) == (FAST.cg_iters, "")
+    # noisy data keep cg_iters wherever the object lies
+    noisy = replace(config, noise_sigma=0.05)
+    loud = reconstruct(kspace * _mask(), _mask(), _prior(), noisy, maps=maps, generator=g)
+    assert loud.cg_iters == 3 and "noise 0.050 of it (limit 0.04): cg_iters 3" in loud.cg_note
 
 
 def test_cg_iters_inside_refuses_bad_values() -> None:
