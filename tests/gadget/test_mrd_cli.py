@@ -34,6 +34,10 @@ def test_serve_defaults_to_loopback_and_lists_its_configuration_names(capsys) ->
         (["--idle-timeout", "0"], "idle_timeout_s > 0"),
         (["--checkpoint", "nowhere/prior"], "nowhere/prior"),
         (["--device", "cuda:7", "--port", "0"], "no CUDA device is available"),
+        (
+            ["--max-cg-iters", "5", "--port", "0"],
+            "property 'cg_iters_inside' is 10; this server allows at most 5",
+        ),
     ],
 )
 def test_bad_serve_options_exit_2_with_a_reason(argv, expected, capsys, tmp_path, monkeypatch):
