@@ -29,15 +29,32 @@ from diffusion_core.espirit import espirit_maps  # noqa: E402
 from diffusion_core.masks import phase_encode_axis  # noqa: E402
 from diffusion_core.metrics import psnr  # noqa: E402
 from diffusion_core.normalization import magnitude_scale  # noqa: E402
-from diffusion_core.reconstruct import FOV_EDGE_SIGNAL, ReconConfig, fov_edge_signal  # noqa: E402
+from diffusion_core.reconstruct import (  # noqa: E402
+    FOV_CUT_SIGNAL,
+    FOV_EDGE_SIGNAL,
+    FOV_RULE_NOISE,
+    ReconConfig,
+    fov_edge_sides,
+    fov_edge_signal,
+)
+from gadget.config import GadgetConfig  # noqa: E402
 
 LINE_MASKS = ("R=4 1D random", "R=8 1D random")
 
 
-def edge(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> float:
-    """The rule's statistic for one slice (masked kspace, mask, maps)."""
+def sides(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> tuple[float, float]:
+    """The rule's statistics for one slice (masked kspace, mask, maps): the low and high side's
+    outer phase-encode lines of the CG-SENSE image over its scale (inside: their mean under
+    FOV_EDGE_SIGNAL; cut on both sides: both at least FOV_CUT_SIGNAL)."""
     sense = cg_sense(kspace, mask, maps, max_iter=ReconConfig().cg_iters * 4)
-    return fov_edge_signal(sense, phase_encode_axis(mask)) / float(magnitude_scale(sense))
+    scale = float(magnitude_scale(sense))
+    low, high = fov_edge_sides(sense, phase_encode_axis(mask))
+    return low / scale, high / scale
+
+
+def edge(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> float:
+    """The mean of :func:`sides`: the statistic of the inside test."""
+    return sum(sides(kspace, mask, maps)) / 2
 
 
 def reference_edge(ref: torch.Tensor, mask: torch.Tensor) -> float:
@@ -47,17 +64,21 @@ def reference_edge(ref: torch.Tensor, mask: torch.Tensor) -> float:
 def noise_sweep(data_dir: Path) -> None:
     """The rule's decision on a head well inside the FOV (a T1 volume's three central slices,
     padded to 1.2x, 128 x 128, simulated coils) across noise levels, coils and masks: what the
-    noise alone does to the statistic (a mechanics check; the subject is one the prior saw)."""
+    noise alone does to the statistics (a mechanics check; the subject is one the prior saw)."""
     import nibabel as nib
     import numpy as np
 
     from diffusion_core.calibration_cases import simulated_measurement
     from diffusion_core.masks import random_columns_mask
+    from diffusion_core.reconstruct import CUT, INSIDE, estimate_noise_sigma, fov_place
 
+    defaults = GadgetConfig()
     vol = np.asarray(nib.load(data_dir / "train_volumes" / "niivue_chris_t1.nii.gz").dataobj)
     g = torch.Generator().manual_seed(0)
-    print("| slice axis | noise | coils | R | edge statistic | cg_iters |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| slice axis | noise | coils | R | low / high side | noise estimate | place | cg_iters |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for axis in (2, 1, 0):
         plane = torch.from_numpy(np.take(vol, vol.shape[axis] // 2, axis=axis).astype(np.float32))
         n = int(max(plane.shape) * 1.2) // 2 * 2
@@ -70,9 +91,21 @@ def noise_sweep(data_dir: Path) -> None:
                 kspace, _ = simulated_measurement(img[0, 0], coils, noise, g)
                 for r, acs in ((4, 24), (8, 12)):
                     mask = random_columns_mask((128, 128), r, acs, 0)
-                    value = edge(kspace * mask, mask, espirit_maps(kspace * mask, mask))
-                    cg = ReconConfig().cg_iters if value >= FOV_EDGE_SIGNAL else "inside"
-                    print(f"| {axis} | {noise:g} | {coils} | {r} | {value:.3f} | {cg} |")
+                    measured = kspace * mask
+                    maps = espirit_maps(measured, mask)
+                    low, high = sides(measured, mask, maps)
+                    sense = cg_sense(measured, mask, maps, max_iter=defaults.cg_iters * 4)
+                    sigma = estimate_noise_sigma(measured, mask) / float(magnitude_scale(sense))
+                    place = fov_place(low, high)
+                    cg = defaults.cg_iters
+                    if place == INSIDE and sigma < FOV_RULE_NOISE:
+                        cg = defaults.cg_iters_inside
+                    elif place == CUT:
+                        cg = defaults.cg_iters_cut
+                    print(
+                        f"| {axis} | {noise:g} | {coils} | {r} | {low:.3f} / {high:.3f} | "
+                        f"{sigma:.3f} | {place} | {cg} |"
+                    )
 
 
 def main() -> None:
@@ -87,38 +120,45 @@ def main() -> None:
         noise_sweep(args.data_dir)
         return
     print(f"limit: {FOV_EDGE_SIGNAL:g} (below: the object is inside, cg_iters_inside)\n")
-    print("| case (generalization benchmark) | mask | seeds | edge statistic | reference's |")
-    print("|---|---|---|---|---|")
+    print(f"cut: both sides from {FOV_CUT_SIGNAL:g}\n")
+    print(
+        "| case (generalization benchmark) | mask | seeds | edge statistic | low / high side "
+        "| reference's |"
+    )
+    print("|---|---|---|---|---|---|")
     plan = ["--subjects", "niivue_FLAIR", "real", "--cases-per-subject", "4", "--size", "96"]
     cases = build_cases(
         benchmark_args(["--data-dir", str(args.data_dir), *plan, "--real-size", "128"])
     )
     for case in cases:
         for mask_class in LINE_MASKS:
-            values = []
+            pairs = []
             for seed in args.seeds:
                 mask = make_mask(mask_class, tuple(case.reference.shape[-2:]), seed)
                 kspace = case.kspace * mask
-                values.append(edge(kspace, mask, espirit_maps(kspace, mask)))
+                pairs.append(sides(kspace, mask, espirit_maps(kspace, mask)))
+            means = " / ".join(f"{(a + b) / 2:.3f}" for a, b in pairs)
+            both = " ; ".join(f"{a:.3f} / {b:.3f}" for a, b in pairs)
             print(
                 f"| {case.meta.name} | {mask_class} | {' '.join(map(str, args.seeds))} | "
-                f"{' / '.join(f'{v:.3f}' for v in values)} | {reference_edge(case.reference, mask):.3f} |"
+                f"{means} | {both} | {reference_edge(case.reference, mask):.3f} |"
             )
     if not args.caches:
         return
     five, ten = (torch.load(path, weights_only=True) for path in args.caches)
-    print("\n| case (calibration development set) | mask | edge statistic | reference's "
-          "| PSNR cg 5 / 10 | 10 - 5 |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print("\n| case (calibration development set) | mask | edge statistic | low / high side "
+          "| reference's | PSNR cg 5 / 10 | 10 - 5 |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for key, r in five.items():
         mask_class = key.split("|")[1]
         if mask_class not in LINE_MASKS or key not in ten:
             continue
         mask = (r["mask"] != 0).float()
         a, b = psnr(r["ref"], r["mean"]), psnr(ten[key]["ref"], ten[key]["mean"])
+        low, high = sides(r["kspace"], mask, r["maps"])
         print(
-            f"| {key.split('|')[-1]} | {mask_class} | {edge(r['kspace'], mask, r['maps']):.3f} | "
-            f"{reference_edge(r['ref'], mask):.3f} | {a:.2f} / {b:.2f} | {b - a:+.2f} |"
+            f"| {key.split('|')[-1]} | {mask_class} | {(low + high) / 2:.3f} | {low:.3f} / "
+            f"{high:.3f} | {reference_edge(r['ref'], mask):.3f} | {a:.2f} / {b:.2f} | {b - a:+.2f} |"
         )
 
 

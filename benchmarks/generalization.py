@@ -281,7 +281,8 @@ def write_markdown(records: list[Record], args: argparse.Namespace, path: Path) 
         f"(commit {commit or '?'}, device {args.device}).",
         f"Product: DDS, nfe {args.nfe}, K = {args.samples}, cg_iters {args.cg_iters}"
         + (
-            f" ({args.cg_iters_inside} for line masks with the object inside the FOV)"
+            f" ({args.cg_iters_inside} for line masks with the object inside the FOV, "
+            f"{getattr(args, 'cg_iters_cut', 0) or args.cg_iters} where the FOV cuts it)"
             if getattr(args, "cg_iters_inside", None)
             else ""
         )
@@ -440,6 +441,7 @@ def run(args: argparse.Namespace) -> list[Record]:
         cg_iters=args.cg_iters,
         cg_select=tuple(args.cg_select),
         cg_iters_inside=args.cg_iters_inside or None,
+        cg_iters_cut=args.cg_iters_cut or None,
     )
     default = Path(args.checkpoint or DEFAULT_PRIOR_PATH)
     loaded: dict[Path, tuple[torch.nn.Module, dict[str, str] | None, ReconConfig]] = {}
@@ -599,6 +601,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=GadgetConfig().cg_iters_inside,
         help="cg_iters for line masks with the object inside the FOV (replay default "
         f"{GadgetConfig().cg_iters_inside}; 0: off)",
+    )
+    p.add_argument(
+        "--cg-iters-cut",
+        type=int,
+        default=GadgetConfig().cg_iters_cut,
+        help="cg_iters for line masks with the object cut by the FOV on both sides (replay "
+        f"default {GadgetConfig().cg_iters_cut}; 0: off)",
     )
     p.add_argument("--l1-weights", type=float, nargs="+", default=list(L1_WEIGHTS))
     p.add_argument(

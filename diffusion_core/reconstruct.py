@@ -103,6 +103,11 @@ class ReconConfig:
     # data trust fits their error (benchmarks/results/quality_ablation_cpu.md section 7;
     # benchmarks/results/fov_rule.md).
     cg_iters_inside: int | None = None
+    # ... and where the FOV cuts the object on both sides in the phase-encode direction (both
+    # outer line pairs carry signal, FOV_CUT_SIGNAL), ``cg_iters_cut`` (fewer) CG iterations: the
+    # ESPIRiT maps blend the two cut sides at the seam, and less data trust fits less of that
+    # error (+0.2-0.9 dB on the three cut heads measured, fov_rule.md); off when None
+    cg_iters_cut: int | None = None
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -118,8 +123,9 @@ class ReconConfig:
                 f"nfe, cg_iters, corrector_steps: expected >= 1, >= 1, >= 0; "
                 f"got {self.nfe}, {self.cg_iters}, {self.corrector_steps}"
             )
-        if self.cg_iters_inside is not None and self.cg_iters_inside < 1:
-            raise ValueError(f"cg_iters_inside: expected >= 1 or None, got {self.cg_iters_inside}")
+        for name in ("cg_iters_inside", "cg_iters_cut"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1 or None, got {getattr(self, name)}")
         if any(c < 1 for c in self.cg_select) or self.cg_select_nfe < 1:
             raise ValueError(
                 f"cg_select, cg_select_nfe: expected CG iteration counts >= 1 and NFE >= 1; "
@@ -300,17 +306,20 @@ def reconstruct(
     cv_scores: dict[int, float] = {}
     cg_note = ""
     axis = phase_encode_axis(mask)
-    if cfg.cg_iters_inside is not None and not per_coil and axis is not None:
-        edge = fov_edge_signal(sense, axis) / scale
-        inside = edge < FOV_EDGE_SIGNAL
-        quiet = noise_sigma < FOV_RULE_NOISE
-        if inside and quiet:
+    rule = cfg.cg_iters_inside is not None or cfg.cg_iters_cut is not None
+    if rule and not per_coil and axis is not None:
+        low, high = (v / scale for v in fov_edge_sides(sense, axis))
+        place = fov_place(low, high)
+        if place == INSIDE and cfg.cg_iters_inside is not None and noise_sigma < FOV_RULE_NOISE:
             cfg = replace(cfg, cg_iters=cfg.cg_iters_inside)
+        elif place == CUT and cfg.cg_iters_cut is not None:
+            cfg = replace(cfg, cg_iters=cfg.cg_iters_cut)
         cg_note = (
-            f"line mask, the object {'inside the field of view' if inside else 'at its edge'} "
-            f"in the phase-encode direction (CG-SENSE signal in the outer {FOV_EDGE_LINES} lines "
-            f"{edge:.3f} of the image scale, limit {FOV_EDGE_SIGNAL:g}), noise {noise_sigma:.3f} "
-            f"of it (limit {FOV_RULE_NOISE:g}): cg_iters {cfg.cg_iters}"
+            f"line mask, the object {place} in the phase-encode direction (CG-SENSE signal in "
+            f"the outer {FOV_EDGE_LINES} lines {low:.3f} / {high:.3f} of the image scale; "
+            f"inside below {FOV_EDGE_SIGNAL:g} on average, cut from {FOV_CUT_SIGNAL:g} on both "
+            f"sides), noise {noise_sigma:.3f} of it (limit {FOV_RULE_NOISE:g}): "
+            f"cg_iters {cfg.cg_iters}"
         )
         log.info("data trust: %s", cg_note)
     if cfg.cg_select and not per_coil and mask_sampling(mask) == "2d":
@@ -409,18 +418,43 @@ FOV_EDGE_SIGNAL = 0.1
 # 0.05-0.1 more CG iterations fit the noise and cost 0.1-0.75 dB on heads inside the FOV too
 # (benchmarks/results/fov_rule.md); at 0.01-0.03 they help
 FOV_RULE_NOISE = 0.04
+# cut on both sides: each side's outer lines at least FOV_CUT_SIGNAL of the image scale
+# (0.14-0.31 on the cut heads, at most 0.093 on the side a touching head leaves free)
+FOV_CUT_SIGNAL = 0.12
 
 
-def fov_edge_signal(image: torch.Tensor, axis: int, lines: int = FOV_EDGE_LINES) -> float:
-    """Mean magnitude of ``image`` (y, x) in the outer ``lines`` lines at both ends of ``axis``
-    (0: y, 1: x): background (noise) for an object inside the field of view, signal for one that
-    reaches its edges (and folds over) in that direction."""
+INSIDE = "inside the field of view"
+CUT = "cut by the field of view on both sides"
+AT_EDGE = "at the edge of the field of view"
+
+
+def fov_place(low: float, high: float) -> str:
+    """Where the object lies in the phase-encode direction, from :func:`fov_edge_sides` over
+    the image scale: :data:`INSIDE` (their mean under FOV_EDGE_SIGNAL), :data:`CUT` (both at
+    least FOV_CUT_SIGNAL) or :data:`AT_EDGE`."""
+    if (low + high) / 2 < FOV_EDGE_SIGNAL:
+        return INSIDE
+    return CUT if min(low, high) >= FOV_CUT_SIGNAL else AT_EDGE
+
+
+def fov_edge_sides(
+    image: torch.Tensor, axis: int, lines: int = FOV_EDGE_LINES
+) -> tuple[float, float]:
+    """Mean magnitude of ``image`` (y, x) in the outer ``lines`` lines at the low and the high
+    end of ``axis`` (0: y, 1: x): background (noise) where the object lies inside the field of
+    view, signal where it reaches that edge."""
     m = image.abs()
     if axis == 1:
         m = m.T
-    if m.shape[0] < 2 * lines:
-        return float(m.mean())
-    return float(torch.cat([m[:lines], m[-lines:]]).mean())
+    lines = max(1, min(lines, m.shape[0] // 2))
+    return float(m[:lines].mean()), float(m[-lines:].mean())
+
+
+def fov_edge_signal(image: torch.Tensor, axis: int, lines: int = FOV_EDGE_LINES) -> float:
+    """The mean of :func:`fov_edge_sides`: about 0 for an object inside the field of view in
+    the direction of ``axis``."""
+    low, high = fov_edge_sides(image, axis, lines)
+    return (low + high) / 2
 
 
 def held_back_entries(

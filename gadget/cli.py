@@ -45,6 +45,13 @@ def _recon_options(parser: argparse.ArgumentParser, checkpoint_help: str | None 
         help="CG iterations for line masks with the object inside the FOV (0: --cg-iters)",
     )
     group.add_argument(
+        "--cg-iters-cut",
+        type=int,
+        default=defaults.cg_iters_cut,
+        help="CG iterations for line masks with the object cut by the FOV on both sides "
+        "(0: --cg-iters)",
+    )
+    group.add_argument(
         "--cg-select",
         default=defaults.cg_select,
         metavar="N,M",
@@ -109,6 +116,7 @@ def _config(args: argparse.Namespace) -> GadgetConfig:
         num_samples=args.samples,
         cg_iters=args.cg_iters,
         cg_iters_inside=args.cg_iters_inside,
+        cg_iters_cut=args.cg_iters_cut,
         cg_select=args.cg_select,
         cg_select_nfe=args.cg_select_nfe,
         checkpoint=args.checkpoint,

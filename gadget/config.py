@@ -46,6 +46,9 @@ class GadgetConfig:
             image scale); 0: always ``cg_iters``. More data trust
             helps there and costs 1.3-1.7 dB on heads the FOV cuts, whose single-set ESPIRiT maps
             are wrong at the seam (``diffusion_core.reconstruct.ReconConfig.cg_iters_inside``).
+        cg_iters_cut: CG iterations instead where the FOV cuts the object on both sides in the
+            phase-encode direction (line masks; both outer line pairs carry signal): less data
+            trust fits less of the maps' error there; 0: always ``cg_iters``.
         cg_select: candidate ``cg_iters`` (comma-separated, e.g. ``5,10``; empty: off) to choose
             per slice from the data: for 2D (Poisson-like) masks 20 % of the sampled entries
             outside the calibration block are held back and the candidate that predicts them best
@@ -82,6 +85,7 @@ class GadgetConfig:
     num_samples: int = 4
     cg_iters: int = 5
     cg_iters_inside: int = 10
+    cg_iters_cut: int = 3
     cg_select: str = ""
     cg_select_nfe: int = 8
     checkpoint: str = ""
@@ -106,6 +110,7 @@ class GadgetConfig:
             ("num_samples", 1),
             ("cg_iters", 1),
             ("cg_iters_inside", 0),
+            ("cg_iters_cut", 0),
             ("cg_select_nfe", 1),
             ("coil_compression", 0),
         ):

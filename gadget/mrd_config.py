@@ -86,6 +86,7 @@ class ServerLimits:
             ("num_samples", self.max_num_samples),
             ("cg_iters", self.max_cg_iters),
             ("cg_iters_inside", self.max_cg_iters),
+            ("cg_iters_cut", self.max_cg_iters),
             ("cg_select_nfe", self.max_nfe),
             ("coil_compression", self.max_channels),
         ):

@@ -102,6 +102,7 @@ class DiffusionReconstructor:
             num_samples=config.num_samples,
             cg_iters=config.cg_iters,
             cg_iters_inside=config.cg_iters_inside or None,
+            cg_iters_cut=config.cg_iters_cut or None,
             cg_select=config.cg_candidates(),
             cg_select_nfe=config.cg_select_nfe,
             # the std's calibration from the prior's model card (none: the std is labelled raw)

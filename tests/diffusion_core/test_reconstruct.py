@@ -220,7 +220,7 @@ def _disc(centre_x: float, radius: float = 5.0) -> torch.Tensor:
 
 
 def test_fov_edge_signal_tells_an_object_inside_the_fov_from_one_cut_by_it() -> None:
-    from diffusion_core.reconstruct import fov_edge_signal
+    from diffusion_core.reconstruct import fov_edge_sides, fov_edge_signal
 
     inside, cut = _disc(12.0), _disc(2.0, radius=7.0)  # the second reaches x = 0
     # phase encoding along x (axis 1): only the outer columns count
@@ -229,11 +229,20 @@ def test_fov_edge_signal_tells_an_object_inside_the_fov_from_one_cut_by_it() -> 
     assert fov_edge_signal(cut.T, 0) == pytest.approx(fov_edge_signal(cut, 1))
     # along y the cut disc stays inside (rows 5..19)
     assert fov_edge_signal(cut, 0) < 1e-3
+    low, high = fov_edge_sides(cut, 1)  # cut on the low side only
+    assert low > 0.2 and high < 1e-3 and (low + high) / 2 == pytest.approx(fov_edge_signal(cut, 1))
 
 
-@pytest.mark.parametrize(("centre_x", "radius", "inside"), [(12.0, 5.0, True), (2.0, 7.0, False)])
-def test_cg_iters_inside_acts_on_line_masks_with_the_object_inside_the_fov(
-    centre_x: float, radius: float, inside: bool
+@pytest.mark.parametrize(
+    ("centre_x", "radius", "place", "cg"),
+    [
+        (12.0, 5.0, "inside the field of view", 7),
+        (2.0, 7.0, "at the edge of the field of view", 3),  # reaches x = 0 only
+        (12.0, 14.0, "cut by the field of view on both sides", 2),  # reaches x = 0 and x = 23
+    ],
+)
+def test_cg_iters_follow_where_the_object_lies_for_line_masks(
+    centre_x: float, radius: float, place: str, cg: int
 ) -> None:
     from diffusion_core.masks import poisson_disc_mask
 
@@ -241,10 +250,11 @@ def test_cg_iters_inside_acts_on_line_masks_with_the_object_inside_the_fov(
     maps = smooth_maps(4, SHAPE).to(C64)
     g = torch.Generator().manual_seed(0)
     kspace = fft2c(maps * truth) + 0.002 * random_complex((4, *SHAPE), g)
-    config = ReconConfig(sampler="dds", nfe=4, num_samples=2, cg_iters=3, cg_iters_inside=7)
+    config = ReconConfig(
+        sampler="dds", nfe=4, num_samples=2, cg_iters=3, cg_iters_inside=7, cg_iters_cut=2
+    )
     lines = reconstruct(kspace * _mask(), _mask(), _prior(), config, maps=maps, generator=g)
-    assert lines.cg_iters == (7 if inside else 3)
-    place = "inside the field of view" if inside else "at its edge"
+    assert lines.cg_iters == cg
     assert f"line mask, the object {place} in the phase-encode direction" in lines.cg_note
     assert lines.cg_note.endswith(f"cg_iters {lines.cg_iters}")
     # a 2D pattern keeps cg_iters; so does the rule switched off
@@ -253,12 +263,13 @@ def test_cg_iters_inside_acts_on_line_masks_with_the_object_inside_the_fov(
     assert (flat.cg_iters, flat.cg_note) == (3, "")
     off = reconstruct(kspace * _mask(), _mask(), _prior(), FAST, maps=maps, generator=g)
     assert (off.cg_iters, off.cg_note) == (FAST.cg_iters, "")
-    # noisy data keep cg_iters wherever the object lies
+    # noisy data are not given more data trust, however far inside the object lies
     noisy = replace(config, noise_sigma=0.05)
     loud = reconstruct(kspace * _mask(), _mask(), _prior(), noisy, maps=maps, generator=g)
-    assert loud.cg_iters == 3 and "noise 0.050 of it (limit 0.04): cg_iters 3" in loud.cg_note
+    assert loud.cg_iters == min(cg, 3) and "noise 0.050 of it (limit 0.04)" in loud.cg_note
 
 
-def test_cg_iters_inside_refuses_bad_values() -> None:
-    with pytest.raises(ValueError, match="cg_iters_inside: expected >= 1 or None, got 0"):
-        ReconConfig(cg_iters_inside=0)
+@pytest.mark.parametrize("name", ["cg_iters_inside", "cg_iters_cut"])
+def test_cg_iters_rules_refuse_bad_values(name: str) -> None:
+    with pytest.raises(ValueError, match=f"{name}: expected >= 1 or None, got 0"):
+        ReconConfig(**{name: 0})

@@ -67,6 +67,7 @@ def test_properties_round_trip_through_xml() -> None:
             '<property name="cg_iters_inside" value="-1"/>',
             "'cg_iters_inside': expected an integer >= 0",
         ),
+        ('<property name="cg_iters_cut" value="-2"/>', "'cg_iters_cut': expected an integer >= 0"),
     ],
 )
 def test_bad_properties_are_clear_errors(xml: str, message: str) -> None:
@@ -137,14 +138,18 @@ def test_cg_select_is_off_by_default_and_reaches_the_reconstruction() -> None:
     assert plain.recon_config.cg_select == ()
 
 
-def test_cg_iters_inside_is_on_by_default_and_zero_switches_it_off() -> None:
+def test_cg_iters_rules_are_on_by_default_and_zero_switches_them_off() -> None:
     from gadget.recon import DiffusionReconstructor
 
     def recon(config: GadgetConfig) -> DiffusionReconstructor:
         return DiffusionReconstructor(lambda x, sigma: x, config, torch.device("cpu"))
 
-    assert recon(GadgetConfig()).recon_config.cg_iters_inside == 10
+    default = recon(GadgetConfig()).recon_config
+    assert (default.cg_iters, default.cg_iters_inside, default.cg_iters_cut) == (5, 10, 3)
     off = config_from_text(
-        '<configuration><property name="cg_iters_inside" value="0"/></configuration>'
+        '<configuration><property name="cg_iters_inside" value="0"/>'
+        '<property name="cg_iters_cut" value="0"/></configuration>'
     )
-    assert off.cg_iters_inside == 0 and recon(off).recon_config.cg_iters_inside is None
+    assert (off.cg_iters_inside, off.cg_iters_cut) == (0, 0)
+    rules = recon(off).recon_config
+    assert (rules.cg_iters_inside, rules.cg_iters_cut) == (None, None)
