@@ -595,20 +595,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         help="per-scan choice among these cg_iters by held-back k-space (2D masks; off by default)",
     )
-    p.add_argument(
-        "--cg-iters-inside",
-        type=int,
-        default=GadgetConfig().cg_iters_inside,
-        help="cg_iters for line masks with the object inside the FOV (replay default "
-        f"{GadgetConfig().cg_iters_inside}; 0: off)",
-    )
-    p.add_argument(
-        "--cg-iters-cut",
-        type=int,
-        default=GadgetConfig().cg_iters_cut,
-        help="cg_iters for line masks with the object cut by the FOV on both sides (replay "
-        f"default {GadgetConfig().cg_iters_cut}; 0: off)",
-    )
+    for rule, where in (("inside", "inside the FOV"), ("cut", "cut by the FOV on both sides")):
+        default = getattr(GadgetConfig(), f"cg_iters_{rule}")
+        p.add_argument(
+            f"--cg-iters-{rule}",
+            type=int,
+            default=default,
+            help=f"cg_iters for line masks with the object {where} (replay default {default}; "
+            "0: off)",
+        )
     p.add_argument("--l1-weights", type=float, nargs="+", default=list(L1_WEIGHTS))
     p.add_argument(
         "--dilate", type=int, default=4, help="object dilation (pixels) for false signal"
