@@ -3,8 +3,10 @@
 Steps: prewhiten (if a noise covariance is given) -> coil maps (ESPIRiT from the calibration region
 of the mask, if not given) -> the support, the pixels a coil sees (outside it the data say nothing
 and the result is zero by design, :mod:`diffusion_core.data_consistency`) -> a CG-SENSE estimate whose 99th magnitude percentile sets the scale
-(the rule shared with training, :mod:`diffusion_core.normalization`) -> K posterior samples with the
-chosen sampler in that scale -> mean and per-pixel standard deviation, scaled back.
+(the rule shared with training, :mod:`diffusion_core.normalization`) -> for a line mask, the CG
+iterations by where that estimate puts the object (``ReconConfig.cg_iters_inside`` /
+``cg_iters_cut``, :func:`fov_place`) -> K posterior samples with the chosen sampler in that scale
+-> mean and per-pixel standard deviation, scaled back.
 """
 
 from __future__ import annotations
@@ -97,11 +99,11 @@ class ReconConfig:
     cg_select_nfe: int = 8
     # DDS data trust for line (1D) masks by where the object lies (off when None): where the
     # object is inside the field of view in the phase-encode direction (the CG-SENSE image has
-    # no signal at its edges, :func:`fov_edge_signal`) and the noise is low (FOV_RULE_NOISE),
-    # ``cg_iters_inside`` CG iterations are used instead of ``cg_iters``. More iterations help such cases and cost 1.3-1.7 dB where a
-    # head is cut by the FOV: there the single-set ESPIRiT maps are wrong at the seam and more
-    # data trust fits their error (benchmarks/results/quality_ablation_cpu.md section 7;
-    # benchmarks/results/fov_rule.md).
+    # no signal at its edges, :func:`fov_place`) and the noise is low (FOV_RULE_NOISE),
+    # ``cg_iters_inside`` CG iterations are used instead of ``cg_iters``. More iterations help
+    # such cases and cost 0.85-1.7 dB where a head is cut by the FOV: there the single-set
+    # ESPIRiT maps are wrong at the seam and more data trust fits their error
+    # (benchmarks/results/quality_ablation_cpu.md section 7; benchmarks/results/fov_rule.md).
     cg_iters_inside: int | None = None
     # ... and where the FOV cuts the object on both sides in the phase-encode direction (both
     # outer line pairs carry signal, FOV_CUT_SIGNAL), ``cg_iters_cut`` (fewer) CG iterations: the
@@ -202,7 +204,8 @@ class Reconstruction:
     # candidate where ``ReconConfig.cg_select`` chose them (empty otherwise)
     cg_iters: int = 0
     cg_scores: dict[int, float] = field(default_factory=dict)
-    # how cg_iters was chosen, where a rule chose it (``cg_iters_inside``, ``cg_select``)
+    # how cg_iters was chosen, where a rule chose it (``cg_iters_inside`` / ``cg_iters_cut``,
+    # ``cg_select``)
     cg_note: str = ""
 
 
@@ -408,10 +411,11 @@ def reconstruct(
     )
 
 
-# the object reaches the edge of the field of view (``ReconConfig.cg_iters_inside``) where the
-# mean magnitude of the outer FOV_EDGE_LINES phase-encode lines of the CG-SENSE image is at least
-# FOV_EDGE_SIGNAL of the image scale (its 99th percentile): 0.000-0.022 for the heads inside the
-# FOV of the development cases, 0.10-0.15 for heads that touch it, 0.18-0.31 for cut ones
+# the object lies inside the field of view (``ReconConfig.cg_iters_inside``) where the mean
+# magnitude of the outer FOV_EDGE_LINES phase-encode lines of the CG-SENSE image (both ends) is
+# under FOV_EDGE_SIGNAL of the image scale (its 99th percentile): 0.000-0.022 for the heads
+# inside the FOV of the development cases, 0.10-0.15 for heads that touch it, 0.18-0.31 for cut
+# ones (benchmarks/results/fov_rule.md)
 FOV_EDGE_LINES = 2
 FOV_EDGE_SIGNAL = 0.1
 # ... and only where the noise per real channel is under FOV_RULE_NOISE of the image scale: at
