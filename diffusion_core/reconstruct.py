@@ -419,8 +419,8 @@ def reconstruct(
 FOV_EDGE_LINES = 2
 FOV_EDGE_SIGNAL = 0.1
 # ... and only where the noise per real channel is under FOV_RULE_NOISE of the image scale: at
-# 0.05-0.1 more CG iterations fit the noise and cost 0.1-0.75 dB on heads inside the FOV too
-# (benchmarks/results/fov_rule.md); at 0.01-0.03 they help
+# 0.05-0.1 more CG iterations fit the noise and cost up to 0.75 dB (7 of 8 cases) on heads
+# inside the FOV too (benchmarks/results/fov_rule.md); at 0.01-0.03 they help
 FOV_RULE_NOISE = 0.04
 # cut on both sides: each side's outer lines at least FOV_CUT_SIGNAL of the image scale
 # (0.14-0.31 on the cut heads, at most 0.093 on the side a touching head leaves free)
