@@ -42,19 +42,16 @@ from gadget.config import GadgetConfig  # noqa: E402
 LINE_MASKS = ("R=4 1D random", "R=8 1D random")
 
 
-def sides(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> tuple[float, float]:
+def sides(
+    kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor
+) -> tuple[float, float, float]:
     """The rule's statistics for one slice (masked kspace, mask, maps): the low and high side's
     outer phase-encode lines of the CG-SENSE image over its scale (inside: their mean under
-    FOV_EDGE_SIGNAL; cut on both sides: both at least FOV_CUT_SIGNAL)."""
+    FOV_EDGE_SIGNAL; cut on both sides: both at least FOV_CUT_SIGNAL), and that scale."""
     sense = cg_sense(kspace, mask, maps, max_iter=ReconConfig().cg_iters * 4)
     scale = float(magnitude_scale(sense))
     low, high = fov_edge_sides(sense, phase_encode_axis(mask))
-    return low / scale, high / scale
-
-
-def edge(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor) -> float:
-    """The mean of :func:`sides`: the statistic of the inside test."""
-    return sum(sides(kspace, mask, maps)) / 2
+    return low / scale, high / scale, scale
 
 
 def reference_edge(ref: torch.Tensor, mask: torch.Tensor) -> float:
@@ -93,9 +90,8 @@ def noise_sweep(data_dir: Path) -> None:
                     mask = random_columns_mask((128, 128), r, acs, 0)
                     measured = kspace * mask
                     maps = espirit_maps(measured, mask)
-                    low, high = sides(measured, mask, maps)
-                    sense = cg_sense(measured, mask, maps, max_iter=defaults.cg_iters * 4)
-                    sigma = estimate_noise_sigma(measured, mask) / float(magnitude_scale(sense))
+                    low, high, scale = sides(measured, mask, maps)
+                    sigma = estimate_noise_sigma(measured, mask) / scale
                     place = fov_place(low, high)
                     cg = defaults.cg_iters
                     if place == INSIDE and sigma < FOV_RULE_NOISE:
@@ -136,7 +132,7 @@ def main() -> None:
             for seed in args.seeds:
                 mask = make_mask(mask_class, tuple(case.reference.shape[-2:]), seed)
                 kspace = case.kspace * mask
-                pairs.append(sides(kspace, mask, espirit_maps(kspace, mask)))
+                pairs.append(sides(kspace, mask, espirit_maps(kspace, mask))[:2])
             means = " / ".join(f"{(a + b) / 2:.3f}" for a, b in pairs)
             both = " ; ".join(f"{a:.3f} / {b:.3f}" for a, b in pairs)
             print(
@@ -155,7 +151,7 @@ def main() -> None:
             continue
         mask = (r["mask"] != 0).float()
         a, b = psnr(r["ref"], r["mean"]), psnr(ten[key]["ref"], ten[key]["mean"])
-        low, high = sides(r["kspace"], mask, r["maps"])
+        low, high, _ = sides(r["kspace"], mask, r["maps"])
         print(
             f"| {key.split('|')[-1]} | {mask_class} | {(low + high) / 2:.3f} | {low:.3f} / "
             f"{high:.3f} | {reference_edge(r['ref'], mask):.3f} | {a:.2f} / {b:.2f} | {b - a:+.2f} |"

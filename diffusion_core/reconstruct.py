@@ -308,7 +308,7 @@ def reconstruct(
     per_coil = cfg.sampler == "score_mri_ssos"
     cv_scores: dict[int, float] = {}
     cg_note = ""
-    axis = phase_encode_axis(mask)
+    axis, sampling = phase_encode_axis(mask), mask_sampling(mask)
     rule = cfg.cg_iters_inside is not None or cfg.cg_iters_cut is not None
     if rule and not per_coil and axis is not None:
         low, high = (v / scale for v in fov_edge_sides(sense, axis))
@@ -325,7 +325,7 @@ def reconstruct(
             f"cg_iters {cfg.cg_iters}"
         )
         log.info("data trust: %s", cg_note)
-    if cfg.cg_select and not per_coil and mask_sampling(mask) == "2d":
+    if cfg.cg_select and not per_coil and sampling == "2d":
         held = held_back_entries(mask)
         cv_scores = {
             cg: _held_back_score(
@@ -343,7 +343,7 @@ def reconstruct(
     elif cfg.cg_select:
         log.info(
             "cg_select: skipped (%s mask: held-back lines carry no signal); cg_iters %d",
-            mask_sampling(mask).upper(),
+            sampling.upper(),
             cfg.cg_iters,
         )
     dc: DataConsistency
@@ -383,9 +383,7 @@ def reconstruct(
         log.info("std: %s", cal.note)
     else:
         std = xs.var(0).sqrt()
-        setting = Setting(
-            cfg.sampler, cfg.nfe, k, cfg.cg_iters, acceleration_class(mask), mask_sampling(mask)
-        )
+        setting = Setting(cfg.sampler, cfg.nfe, k, cfg.cg_iters, acceleration_class(mask), sampling)
         # the noise the mean keeps from the sampled fraction of k-space (data units), where the
         # image is reconstructed (outside the support mean and std stay exactly zero)
         noise_var = float(mask.mean()) * (noise_sigma * scale) ** 2 * support.to(std.dtype)
