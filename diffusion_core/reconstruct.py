@@ -423,10 +423,12 @@ def whitened_espirit_maps(
     own space (``W``: the prewhitening matrix).
 
     ESPIRiT's maps have unit norm in the space it is given, so on whitened data the image would
-    be the object times |W s|: shaded by the noise's coil geometry, and by the error of the noise
-    covariance where the noise scan is short (a 256-sample scan of 10 white channels shades by
-    about +-20 %, and costs the posterior mean up to 0.9 dB). Returned to unit norm in the
-    receivers' space, the image is the object whether or not the data were prewhitened.
+    be the object times |W s|: shaded by the noise's coil geometry (about 15 % RMS for receivers
+    with correlated noise) and by the error of the noise covariance where the noise scan is short
+    (a 256-sample scan of 8-10 white channels: eigenvalues off by up to 30 %, shading 1-2 % RMS,
+    up to 0.9 dB of the posterior mean; benchmarks/results/replay_check.md). Returned to unit
+    norm in the receivers' space, the image is the object whether or not the data were
+    prewhitened.
     """
     from diffusion_core.espirit import espirit_maps
 
