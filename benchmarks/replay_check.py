@@ -55,6 +55,7 @@ from benchmarks.generalization_cases import (  # noqa: E402
 from benchmarks.prior_quality import within_2std  # noqa: E402
 from diffusion_core.fft import fft2c  # noqa: E402
 from diffusion_core.metrics import object_region, psnr  # noqa: E402
+from gadget.datasets import open_read_only  # noqa: E402
 
 MASKS = ("R=4 1D random", "R=8 1D random")
 ACCELERATION = {"R=4 1D random": 4, "R=8 1D random": 8}
@@ -202,13 +203,10 @@ def replay(
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: exit {done.returncode}\n{done.stderr[-2000:]}")
-    dataset = ismrmrd.Dataset(str(out), "dataset", create_if_needed=False)
-    try:
+    with open_read_only(out, "dataset") as dataset:
         image = dataset.read_image("image_1", 0)
         groups = dataset.list()
         std = dataset.read_image("image_2", 0).data[0, 0] if "image_2" in groups else None
-    finally:
-        dataset.close()
     meta = ismrmrd.Meta.deserialize(image.attribute_string)
     mean = np.asarray(image.data[0, 0])
     return mean, None if std is None else np.asarray(std), dict(meta), seconds

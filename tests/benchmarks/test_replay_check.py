@@ -16,11 +16,23 @@ from benchmarks.generalization_cases import CoilSpec, Placement, SliceSpec, make
 from benchmarks.replay_check import coloured, line_mask, write_raw  # noqa: E402
 from diffusion_core.fft import fft2c  # noqa: E402
 from diffusion_core.masks import phase_encode_axis  # noqa: E402
-from gadget.assembly import assemble, group_slices  # noqa: E402
+from gadget.assembly import AssembledSlice, assemble, group_slices  # noqa: E402
 from gadget.datasets import open_read_only  # noqa: E402
 from gadget.geometry import EncodingGeometry  # noqa: E402
 from gadget.stream import cartesian_acquisitions, noise_adjustment  # noqa: E402
 from tests.benchmarks.test_generalization_cases import ellipsoid_subject  # noqa: E402
+
+
+def _read(path: Path) -> tuple[list[ismrmrd.Acquisition], AssembledSlice]:
+    """The file's acquisitions, and its one slice as the gadget assembles it."""
+    with open_read_only(path, "dataset") as dataset:
+        xml = dataset.read_xml_header()
+        acquisitions = [
+            dataset.read_acquisition(i) for i in range(dataset.number_of_acquisitions())
+        ]
+    geometry = EncodingGeometry.from_header(ismrmrd.xsd.CreateFromDocument(xml))
+    (group,) = group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append)))
+    return acquisitions, assemble(group, geometry)
 
 
 def test_raw_file_assembles_to_the_simulated_lines(tmp_path: Path) -> None:
@@ -34,16 +46,9 @@ def test_raw_file_assembles_to_the_simulated_lines(tmp_path: Path) -> None:
     )
     lines = line_mask("R=4 1D random", 64, seed=1)
     write_raw(tmp_path / "raw.h5", case, lines, 4)
-    with open_read_only(tmp_path / "raw.h5", "dataset") as dataset:
-        xml = dataset.read_xml_header()
-        acquisitions = [
-            dataset.read_acquisition(i) for i in range(dataset.number_of_acquisitions())
-        ]
+    acquisitions, slice_ = _read(tmp_path / "raw.h5")
     assert acquisitions[0].is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)
     assert len(acquisitions) == 1 + int(lines.sum())
-    geometry = EncodingGeometry.from_header(ismrmrd.xsd.CreateFromDocument(xml))
-    (group,) = group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append)))
-    slice_ = assemble(group, geometry)
     expected = case.kspace * torch.from_numpy(lines)[None, :, None]
     torch.testing.assert_close(slice_.kspace, expected)
     assert torch.equal(slice_.mask.bool(), torch.from_numpy(lines)[:, None].expand(64, 64))
@@ -80,13 +85,7 @@ def test_coloured_noise_reaches_the_noise_scan_and_the_data(tmp_path: Path) -> N
     np.testing.assert_allclose(measured, expected, atol=0.1 * np.abs(expected).max())
     lines = line_mask("R=4 1D random", 48, seed=0)
     write_raw(tmp_path / "raw.h5", mixed, lines, 4, a, noise_samples=4096)
-    with open_read_only(tmp_path / "raw.h5", "dataset") as dataset:
-        xml = dataset.read_xml_header()
-        acquisitions = [
-            dataset.read_acquisition(i) for i in range(dataset.number_of_acquisitions())
-        ]
+    acquisitions, slice_ = _read(tmp_path / "raw.h5")
     assert acquisitions[0].number_of_samples == 4096
-    geometry = EncodingGeometry.from_header(ismrmrd.xsd.CreateFromDocument(xml))
-    (group,) = group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append)))
-    scan = assemble(group, geometry).noise_covariance.numpy()
+    scan = slice_.noise_covariance.numpy()
     np.testing.assert_allclose(scan, expected, atol=0.1 * np.abs(expected).max())

@@ -51,6 +51,17 @@ def smooth_maps(coils: int, shape: tuple[int, int]) -> torch.Tensor:
     return s / s.abs().pow(2).sum(0).sqrt()
 
 
+def smooth_circulant_prior(shape: tuple[int, int]) -> GaussianDenoiser:
+    """Zero-mean circulant Gaussian prior with a smooth (Lorentzian) spectrum, complex64: the
+    reconstruct tests' prior."""
+    h, w = shape
+    ky, kx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
+    spec = 1.0 / (1.0 + (ky**2 + kx**2).float() / 3.0)
+    return GaussianDenoiser.circulant(
+        torch.zeros(shape, dtype=torch.complex64), spec * (h * w) / spec.sum() * 0.2
+    )
+
+
 def make_problem(
     kind: str = "diagonal",
     shape: tuple[int, int] = (16, 16),

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 from complex_checks import random_complex
-from gaussian_problem import smooth_maps
+from gaussian_problem import smooth_circulant_prior, smooth_maps
 
 from diffusion_core.classical import cg_sense, zero_filled
 from diffusion_core.denoiser import GaussianDenoiser
@@ -21,12 +21,7 @@ FAST = ReconConfig(sampler="dds", nfe=10, num_samples=3, cg_iters=4, sigma_max=2
 
 
 def _prior() -> GaussianDenoiser:
-    h, w = SHAPE
-    ky, kx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
-    spec = 1.0 / (1.0 + (ky**2 + kx**2).float() / 3.0)
-    return GaussianDenoiser.circulant(
-        torch.zeros(SHAPE, dtype=C64), spec * (h * w) / spec.sum() * 0.2
-    )
+    return smooth_circulant_prior(SHAPE)
 
 
 def _mask() -> torch.Tensor:

@@ -14,7 +14,7 @@ import math
 
 import torch
 from complex_checks import random_complex
-from gaussian_problem import smooth_maps
+from gaussian_problem import smooth_circulant_prior, smooth_maps
 
 from diffusion_core.denoiser import GaussianDenoiser
 from diffusion_core.espirit import espirit_maps
@@ -99,12 +99,7 @@ def test_short_white_noise_scan_shading_is_removed() -> None:
 
 
 def _prior() -> GaussianDenoiser:
-    h, w = SHAPE
-    ky, kx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
-    spec = 1.0 / (1.0 + (ky**2 + kx**2).float() / 3.0)
-    return GaussianDenoiser.circulant(
-        torch.zeros(SHAPE, dtype=C64), spec * (h * w) / spec.sum() * 0.2
-    )
+    return smooth_circulant_prior(SHAPE)
 
 
 def _undersampled() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
