@@ -292,7 +292,13 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
         )
         mask = rs[0]["mask"]
         setting = Setting(
-            args.sampler, args.nfe, k, args.cg_iters, acceleration_class(mask), mask_sampling(mask)
+            args.sampler,
+            args.nfe,
+            k,
+            args.cg_iters,
+            acceleration_class(mask),
+            mask_sampling(mask),
+            args.matrix,
         )
         data = (
             f"{len(rs)} held-out cases, {args.matrix}x{args.matrix}, {mask_class}: "

@@ -46,6 +46,7 @@ from diffusion_core.uncertainty import (
     calibrate_std,
     data_residual_ratio,
     mask_sampling,
+    matrix_size,
 )
 from diffusion_core.validation import require_complex, require_finite
 
@@ -389,7 +390,15 @@ def reconstruct(
         log.info("std: %s", cal.note)
     else:
         std = xs.var(0).sqrt()
-        setting = Setting(cfg.sampler, cfg.nfe, k, cfg.cg_iters, acceleration_class(mask), sampling)
+        setting = Setting(
+            cfg.sampler,
+            cfg.nfe,
+            k,
+            cfg.cg_iters,
+            acceleration_class(mask),
+            sampling,
+            matrix_size(mask),
+        )
         # the noise the mean keeps from the sampled fraction of k-space (data units), where the
         # image is reconstructed (outside the support mean and std stay exactly zero)
         noise_var = float(mask.mean()) * (noise_sigma * scale) ** 2 * support.to(std.dtype)

@@ -92,12 +92,25 @@ def mask_sampling(mask: torch.Tensor) -> str:
 
 # what an entry written before the sampling dimension was recorded matches: either, at a cost
 UNRECORDED = ""
+# the same for the matrix dimension
+UNRECORDED_MATRIX = 0
+
+
+def matrix_size(mask: torch.Tensor) -> int:
+    """sqrt(ny * nx) of the reconstruction grid (the mask's last two axes), rounded: how many
+    pixels the image spans across. The prior sees anatomy in pixels, so the same head on a coarser
+    grid is further from what it learnt, and the std needs a larger factor (fitted at 96 / 128 /
+    192: R=4 1D 1.88 / 1.74 / 1.50, R=8 1D 2.84 / 2.10 / 1.82; benchmarks/results/uncertainty_matrix.md)."""
+    ny, nx = mask.shape[-2], mask.shape[-1]
+    return max(1, round(math.sqrt(ny * nx)))
 
 
 @dataclass(frozen=True)
 class Setting:
-    """What a calibration is valid for: sampler, NFE, samples K, CG iterations, acceleration class
-    and ``sampling`` (:func:`mask_sampling`; :data:`UNRECORDED` in cards written before it was)."""
+    """What a calibration is valid for: sampler, NFE, samples K, CG iterations, acceleration class,
+    ``sampling`` (:func:`mask_sampling`; :data:`UNRECORDED` in cards written before it was) and
+    ``matrix`` (:func:`matrix_size` of the calibration images; :data:`UNRECORDED_MATRIX` in cards
+    written before it was)."""
 
     sampler: str
     nfe: int
@@ -105,11 +118,13 @@ class Setting:
     cg_iters: int
     acceleration: int
     sampling: str = UNRECORDED
+    matrix: int = UNRECORDED_MATRIX
 
     def distance(self, other: Setting) -> float:
         """inf across samplers; else the summed |log2| ratios of NFE, CG iterations, acceleration,
         plus 1 (a factor 2 in R) for 1D against 2D sampling and 0.5 where one side did not record
-        it (K does not count: the finite-K model carries the factor over)."""
+        it, plus the |log2| ratio of the matrices (0.5 where one side did not record it) (K does
+        not count: the finite-K model carries the factor over)."""
         if self.sampler != other.sampler:
             return math.inf
         pairs = (
@@ -123,10 +138,16 @@ class Setting:
             dims = 0.5
         else:
             dims = 1.0
+        if UNRECORDED_MATRIX in (self.matrix, other.matrix):
+            dims += 0.0 if self.matrix == other.matrix else 0.5
+        else:
+            dims += abs(math.log2(self.matrix / other.matrix))
         return dims + sum(abs(math.log2(a / b)) for a, b in pairs)
 
     def label(self) -> str:
         dims = f" {self.sampling.upper()}" if self.sampling != UNRECORDED else ""
+        if self.matrix != UNRECORDED_MATRIX:
+            dims += f" matrix~{self.matrix}"
         return (
             f"{self.sampler} nfe={self.nfe} K={self.num_samples} cg_iters={self.cg_iters} "
             f"R~{self.acceleration}{dims}"
@@ -510,6 +531,15 @@ def merged(
     old: tuple[CalibrationEntry, ...], new: tuple[CalibrationEntry, ...]
 ) -> tuple[CalibrationEntry, ...]:
     """``old`` with entries of the same setting replaced by ``new``; an old entry that did not
-    record its sampling is replaced by a new one that matches it in everything else."""
-    replaced = {e.setting for e in new} | {replace(e.setting, sampling=UNRECORDED) for e in new}
+    record its sampling or its matrix is replaced by a new one that matches it in everything else."""
+    replaced = {
+        replace(e.setting, **blank)
+        for e in new
+        for blank in (
+            {},
+            {"sampling": UNRECORDED},
+            {"matrix": UNRECORDED_MATRIX},
+            {"sampling": UNRECORDED, "matrix": UNRECORDED_MATRIX},
+        )
+    }
     return tuple(e for e in old if e.setting not in replaced) + new

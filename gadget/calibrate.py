@@ -128,6 +128,7 @@ def run(config: CalibrateConfig) -> int:
         fit_model,
         leave_one_out_model,
         mask_sampling,
+        matrix_size,
         merged,
     )
     from gadget.recon import choose_device
@@ -177,6 +178,7 @@ def run(config: CalibrateConfig) -> int:
             config.cg_iters,
             acceleration_class(mask),
             mask_sampling(mask),
+            matrix_size(mask),
         )
     fk = finite_k_factor(config.num_samples)
     entries = []

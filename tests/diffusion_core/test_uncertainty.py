@@ -24,6 +24,7 @@ from diffusion_core.uncertainty import (
     CRC,
     EMPIRICAL,
     UNRECORDED,
+    UNRECORDED_MATRIX,
     CalibrationEntry,
     CaseScores,
     Setting,
@@ -40,6 +41,7 @@ from diffusion_core.uncertainty import (
     leave_one_out_model,
     lookup,
     mask_sampling,
+    matrix_size,
     merged,
     pixel_ratios,
 )
@@ -318,6 +320,35 @@ def test_an_old_single_entry_card_still_works(caplog: pytest.LogCaptureFixture) 
     other = CalibrationEntry(Setting("dds", 25, 4, 5, 8, "1d"), 2.4, EMPIRICAL, 10, "n", 0.5, 0.95)
     assert merged((entry,), (new,)) == (new,)
     assert merged((entry,), (other,)) == (entry, other)
+
+
+def test_matrix_dimension_picks_the_nearest_grid_and_old_entries_still_match() -> None:
+    def entry(matrix: int, factor: float, cg: int = 10) -> CalibrationEntry:
+        setting = Setting("dds", 25, 4, cg, 4, "1d", matrix)
+        return CalibrationEntry(setting, factor, EMPIRICAL, 10, f"{matrix}", 0.6, 0.95)
+
+    grid = (entry(96, 1.9), entry(128, 1.7), entry(192, 1.5))
+    # 256 x 256 and 320 x 260 lie nearest 192 in log2; 128 x 100 (sqrt 113) nearest 128
+    assert matrix_size(torch.ones(256, 256)) == 256 and matrix_size(torch.ones(128, 100)) == 113
+    for shape, want in (((256, 256), 192), ((320, 260), 192), ((128, 100), 128), ((64, 64), 96)):
+        got = lookup(grid, Setting("dds", 25, 4, 10, 4, "1d", matrix_size(torch.ones(shape))))
+        assert got is not None and got.setting.matrix == want, shape
+    # an exact match on everything but the matrix says it was the nearest, with both grids
+    cal = calibrate_std(torch.ones(2, 2), Setting("dds", 25, 4, 10, 4, "1d", 256), grid)
+    assert "nearest calibration" in cal.note and "matrix~192" in cal.note
+    assert "matrix~256" in cal.note and cal.factor == pytest.approx(1.5 * finite_k_factor(4) / 2)
+    # the matrix does not outweigh a wrong sampler setting: a 10-iteration entry on another grid
+    # beats a 3-iteration one on the same grid (log2(10/3) = 1.74 > log2(192/128) = 0.58)
+    near = lookup((entry(128, 1.7), entry(192, 1.5, cg=3)), Setting("dds", 25, 4, 10, 4, "1d", 192))
+    assert near is not None and near.setting.matrix == 128
+    # an entry without a matrix (cards before it) matches any, at 0.5, and is replaced on merge
+    old = CalibrationEntry(Setting("dds", 25, 4, 10, 4, "1d"), 1.8, EMPIRICAL, 10, "o", 0.6, 0.95)
+    assert old.setting.matrix == UNRECORDED_MATRIX
+    assert Setting("dds", 25, 4, 10, 4, "1d", 96).distance(old.setting) == 0.5
+    assert merged((old,), (grid[2],)) == (grid[2],)
+    assert merged(grid[:2], (grid[2],)) == grid  # recorded grids are kept side by side
+    (back,) = entries_from_card({"calibration": calibration_block((grid[0],))})
+    assert back == grid[0]
 
 
 def test_noise_term_applied_by_calibrate_std() -> None:
