@@ -100,7 +100,7 @@ def matrix_size(mask: torch.Tensor) -> int:
     """sqrt(ny * nx) of the reconstruction grid (the mask's last two axes), rounded: how many
     pixels the image spans across. The prior sees anatomy in pixels, so the same head on a coarser
     grid is further from what it learnt, and the std needs a larger factor (fitted at 96 / 128 /
-    192: R=4 1D 1.88 / 1.74 / 1.50, R=8 1D 2.84 / 2.10 / 1.82; benchmarks/results/uncertainty_matrix.md)."""
+    192: R=4 1D 1.88 / 1.74 / 1.50, R=8 1D 2.79 / 2.10 / 1.82; benchmarks/results/uncertainty_matrix.md)."""
     ny, nx = mask.shape[-2], mask.shape[-1]
     return max(1, round(math.sqrt(ny * nx)))
 
@@ -180,6 +180,12 @@ class CalibrationEntry:
             entry = cls(**fields)
         except (TypeError, KeyError) as err:
             raise ValueError(f"calibration entry {d!r}: malformed ({err})") from err
+        matrix = entry.setting.matrix
+        if isinstance(matrix, bool) or not isinstance(matrix, int) or matrix < 0:
+            raise ValueError(
+                f"calibration entry {d.get('setting')!r}: matrix {matrix!r}, expected a whole "
+                f"number of pixels > 0 (or {UNRECORDED_MATRIX}: not recorded)"
+            )
         if not (entry.factor > 0 and math.isfinite(entry.factor)):
             raise ValueError(f"calibration entry {entry.setting.label()}: factor {entry.factor}")
         if not (entry.noise_weight >= 0 and math.isfinite(entry.noise_weight)):

@@ -349,6 +349,11 @@ def test_matrix_dimension_picks_the_nearest_grid_and_old_entries_still_match() -
     assert merged(grid[:2], (grid[2],)) == grid  # recorded grids are kept side by side
     (back,) = entries_from_card({"calibration": calibration_block((grid[0],))})
     assert back == grid[0]
+    for bad in (-96, 96.5, "96"):
+        d = grid[0].to_dict()
+        d["setting"]["matrix"] = bad
+        with pytest.raises(ValueError, match="matrix"):
+            CalibrationEntry.from_dict(d)
 
 
 def test_noise_term_applied_by_calibrate_std() -> None:
