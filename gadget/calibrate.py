@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +147,9 @@ def run(config: CalibrateConfig) -> int:
     jobs = [(s, MaskSpec.parse(m)) for s in slices for m in config.masks]
     results: dict[str, list[tuple[str, str, CaseScores]]] = {}
     settings: dict[str, Setting] = {}
+    matrices: dict[
+        str, list[int]
+    ] = {}  # per mask, the grid of every case (the entry's: their median)
     for (name, subject, image), spec in tqdm(jobs, desc="calibrate", disable=not config.progress):
         kspace, truth = simulated_measurement(image, config.coils, config.noise, g)
         mask = spec.make(
@@ -180,6 +183,7 @@ def run(config: CalibrateConfig) -> int:
             mask_sampling(mask),
             matrix_size(mask),
         )
+        matrices.setdefault(spec.label(), []).append(matrix_size(mask))
     fk = finite_k_factor(config.num_samples)
     entries = []
     print(
@@ -210,7 +214,7 @@ def run(config: CalibrateConfig) -> int:
         data = f"{len(cases)} cases from {', '.join(sorted(set(subjects)))} ({label}, simulated coils x{config.coils}, noise {config.noise:g})"
         entries.append(
             CalibrationEntry(
-                settings[label],
+                replace(settings[label], matrix=int(np.median(matrices[label]))),
                 fit.factor,
                 fit.method,
                 len(cases),

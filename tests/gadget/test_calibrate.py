@@ -71,6 +71,7 @@ def test_calibrate_writes_a_copy_with_the_fit(
     (entry,) = entries_from_card(read_card(out))
     assert entry.setting.sampler == "dds" and entry.setting.nfe == 2
     assert entry.setting.num_samples == 2 and entry.setting.acceleration == 4
+    assert entry.setting.matrix == 32  # the --crop grid of its cases, for the nearest-grid lookup
     assert entry.cases == 2 and entry.method == EMPIRICAL  # 1 slice x 2 subjects: no guarantee
     assert "alice" in entry.data and "bob" in entry.data
     # the fitted factor makes the mean per-case coverage of the calibration cases 0.95
