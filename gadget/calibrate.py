@@ -147,9 +147,8 @@ def run(config: CalibrateConfig) -> int:
     jobs = [(s, MaskSpec.parse(m)) for s in slices for m in config.masks]
     results: dict[str, list[tuple[str, str, CaseScores]]] = {}
     settings: dict[str, Setting] = {}
-    matrices: dict[
-        str, list[int]
-    ] = {}  # per mask, the grid of every case (the entry's: their median)
+    # per mask, the grid of every case; the entry records their median
+    matrices: dict[str, list[int]] = {}
     for (name, subject, image), spec in tqdm(jobs, desc="calibrate", disable=not config.progress):
         kspace, truth = simulated_measurement(image, config.coils, config.noise, g)
         mask = spec.make(
@@ -181,7 +180,6 @@ def run(config: CalibrateConfig) -> int:
             config.cg_iters,
             acceleration_class(mask),
             mask_sampling(mask),
-            matrix_size(mask),
         )
         matrices.setdefault(spec.label(), []).append(matrix_size(mask))
     fk = finite_k_factor(config.num_samples)
