@@ -25,6 +25,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.generalization_cases import (  # noqa: E402
+    COIL_KINDS,
     MASK_CLASSES,
+    NOISE_LEVELS,
     case_plan,
     load_subject,
     make_case,
@@ -64,36 +67,80 @@ from diffusion_core.uncertainty import (  # noqa: E402
     merged,
     residual_inflation,
 )
+from gadget.config import GadgetConfig  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 log = logging.getLogger("calibrate_default")
 
 
-def cases(matrix: int, volume_cases: int, mask_class: str):
-    """(name, subject, kspace, mask, reference) of the held-out subjects."""
+def cases(matrix: int, volume_cases: int, mask_class: str, partial: bool = False):
+    """(name, subject, kspace, mask, reference) of the held-out subjects. ``partial``: heads the
+    field of view cuts: only the plan's partial-head slices (FOV 0.8-0.95 x the head), and the real
+    brain with its image cropped to :data:`REAL_CROP` of its width (the phase-encode direction of
+    the line masks)."""
     out = []
     subject = load_subject(DATA / "train_volumes" / "niivue_FLAIR.nii.gz")
-    for i, spec in enumerate(case_plan(subject, volume_cases, (matrix, matrix), seed=14)):
+    plan = (partial_plan if partial else case_plan)(subject, volume_cases, (matrix, matrix), 14)
+    for i, spec in enumerate(plan):
         case = make_case(
             subject, spec.slice_spec, spec.coils, spec.noise_level, spec.placement, spec.seed
         )
         mask = make_mask(mask_class, case.reference.shape, seed=i)
         out.append((case.meta.name, subject.name, case.kspace * mask, mask, case.reference))
     real = real_brain_case(DATA / "eval" / "brain8ch_full_c_y_x.npy", size=matrix)
+    name, kspace, reference = real.meta.name, real.kspace, real.reference
+    if partial:
+        kspace, reference = crop_width(kspace, reference, REAL_CROP)
+        name = f"{name} cropped to x{REAL_CROP:g} of its width"
     for seed in range(2):
-        mask = make_mask(mask_class, real.reference.shape, seed=100 + seed)
+        mask = make_mask(mask_class, reference.shape, seed=100 + seed)
         # interleaved with the volume cases, so that a short run has both subjects
         out.insert(
             2 * seed + 1,
-            (
-                f"{real.meta.name} mask {seed}",
-                real.meta.subject,
-                real.kspace * mask,
-                mask,
-                real.reference,
-            ),
+            (f"{name} mask {seed}", real.meta.subject, kspace * mask, mask, reference),
         )
     return out
+
+
+def partial_plan(subject, cases: int, matrix: tuple[int, int], seed: int) -> list:
+    """``cases`` partial-head specs (FOV 0.8-0.95 x the head) of the benchmark's plan, their coil
+    kinds and noise levels varied in turn (the plan gives every partial head the same ones)."""
+    specs = [s for s in case_plan(subject, 4 * cases, matrix, seed) if s.placement.fov_scale < 1]
+    return [
+        replace(
+            spec,
+            coils=replace(spec.coils, kind=COIL_KINDS[j % len(COIL_KINDS)]),
+            noise_level=NOISE_LEVELS[(j // 2) % len(NOISE_LEVELS)],
+        )
+        for j, spec in enumerate(specs[:cases])
+    ]
+
+
+# what the replay's FOV rule means by its CG settings (diffusion_core.reconstruct.fov_place)
+PLACES = {
+    GadgetConfig.cg_iters_inside: " (the head inside the FOV)",
+    GadgetConfig.cg_iters_cut: " (the FOV cuts the head on both sides)",
+}
+
+# the real brain cropped to this fraction of its width: the replay's FOV rule
+# (diffusion_core.reconstruct.fov_place) finds it cut on both sides, with both masks of both line
+# mask classes, at 96, 128 and 192
+REAL_CROP = 0.75
+
+
+def crop_width(
+    kspace: torch.Tensor, reference: torch.Tensor, fraction: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fully sampled k-space (c, ky, kx) and its reference image (y, x) of a field of view cut
+    to the central ``fraction`` of the x extent, as the simulated partial heads are (the object
+    beyond the FOV is absent, not folded in)."""
+    from diffusion_core.fft import fft2c, ifft2c
+
+    nx = kspace.shape[-1]
+    keep = round(nx * fraction)
+    x0 = nx // 2 - keep // 2
+    images = ifft2c(kspace)[..., x0 : x0 + keep]
+    return fft2c(images.contiguous()), reference[..., x0 : x0 + keep].contiguous()
 
 
 def figure(path: Path, rows: list[tuple[str, dict, torch.Tensor]], suptitle: str) -> None:
@@ -139,7 +186,8 @@ def reconstruct_cases(
     """Reconstruct the cases of one mask class not yet in ``results`` (the cache is rewritten
     after each); return their cache keys ``sampler|mask class|case``."""
     denoiser = load_default_prior()
-    todo = cases(args.matrix, args.volume_cases, mask_class)[: args.max_cases]
+    todo = cases(args.matrix, args.volume_cases, mask_class, args.partial_heads)
+    todo = todo[: args.max_cases]
     keys = []
     for i, (name, subject, kspace, mask, ref) in enumerate(todo):
         key = f"{cfg.sampler}|{mask_class}|{name}"
@@ -173,6 +221,8 @@ def reconstruct_cases(
             "maps": out.maps,
             "scale": out.scale,
             "nfe": cfg.nfe,
+            # the CG iterations the samples used (the FOV rule's choice with --fov-rule)
+            "cg_iters": out.cg_iters,
             "seconds": time.perf_counter() - start,
         }
         torch.save(results, args.cache)
@@ -212,7 +262,13 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
 
     k = args.samples
     entries, rows, table = [], [], []
-    for mask_class, keys in per_mask.items():
+    for (mask_class, cg_iters), keys in per_mask.items():
+        if len(keys) < 2:
+            print(
+                f"\n{mask_class}, cg_iters={cg_iters}: {len(keys)} case ({short(keys[0])}); "
+                "a fit needs >= 2 to hold one out: not fitted"
+            )
+            continue
         rs = [results[key] for key in keys]
         scores = [scores_of(r) for r in rs]
         groups = [r["subject"] for r in rs]
@@ -228,7 +284,7 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
         by_case = leave_one_out_model(scores, [k] * len(rs), [short(key) for key in keys], **misfit)
         fk = finite_k_factor(k)
         print(
-            f"\n{mask_class}: {args.sampler} nfe={args.nfe} K={k} cg_iters={args.cg_iters}, "
+            f"\n{mask_class}: {args.sampler} nfe={args.nfe} K={k} cg_iters={cg_iters}, "
             f"matrix {args.matrix}; held out by {'subject' if by_subject else 'case'}"
         )
         print(
@@ -246,6 +302,7 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
             width = float(hw[inside].mean() / r["ref"].abs()[inside].mean())
             row = {
                 "mask": mask_class,
+                "cg_iters": cg_iters,
                 "case": short(key),
                 "subject": r["subject"],
                 "raw": coverage(c.ratios(), 2.0),
@@ -274,9 +331,10 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
                 f"{row['model_by_case']:.3f} | "
                 f"{row['object_in_support']:.3f} | {row['psnr']:.2f} | {r['seconds']:.0f} |"
             )
-        cov = [t["model"] for t in table if t["mask"] == mask_class]
-        cov0 = [t["factor_only"] for t in table if t["mask"] == mask_class]
-        cov2 = [t["model_by_case"] for t in table if t["mask"] == mask_class]
+        mine = [t for t in table if (t["mask"], t["cg_iters"]) == (mask_class, cg_iters)]
+        cov = [t["model"] for t in mine]
+        cov0 = [t["factor_only"] for t in mine]
+        cov2 = [t["model_by_case"] for t in mine]
         print(
             f"held out in [0.93, 0.97]: model {sum(0.93 <= x <= 0.97 for x in cov)}/{len(cov)} "
             f"(min {min(cov):.3f}, median {np.median(cov):.3f}), factor only "
@@ -295,13 +353,19 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
             args.sampler,
             args.nfe,
             k,
-            args.cg_iters,
+            cg_iters,
             acceleration_class(mask),
             mask_sampling(mask),
             args.matrix,
         )
         data = (
-            f"{len(rs)} held-out cases, {args.matrix}x{args.matrix}, {mask_class}: "
+            f"{len(rs)} held-out cases, {args.matrix}x{args.matrix}, {mask_class}"
+            + (
+                f", those the replay's FOV rule gave cg_iters {cg_iters}{PLACES.get(cg_iters, '')}"
+                if args.fov_rule
+                else ""
+            )
+            + ": "
             + ", ".join(sorted(set(groups)))
             + " (benchmarks/generalization_cases.py, benchmarks/calibrate_default.py)"
         )
@@ -405,11 +469,35 @@ def main() -> int:
         help="the misfit rho the inflation tolerates: max(rho / tolerance, 1)^exponent",
     )
     p.add_argument("--cache", type=Path, default=Path("/tmp/calibrate_default.pt"))
+    p.add_argument(
+        "--partial-heads",
+        action="store_true",
+        help="heads the FOV cuts: the plan's partial heads, the real brain cropped in width",
+    )
+    p.add_argument(
+        "--fov-rule",
+        action="store_true",
+        help="CG iterations per case by the replay's FOV rule (cg_iters_inside / cg_iters_cut "
+        "of the replay defaults), one entry per CG setting the cases got",
+    )
+    p.add_argument(
+        "--fit-cg-iters",
+        type=int,
+        nargs="+",
+        default=[],
+        help="fit (and write) only the entries of these CG settings",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
+    rule = GadgetConfig() if args.fov_rule else None
     cfg = ReconConfig(
-        sampler=args.sampler, nfe=args.nfe, num_samples=args.samples, cg_iters=args.cg_iters
+        sampler=args.sampler,
+        nfe=args.nfe,
+        num_samples=args.samples,
+        cg_iters=args.cg_iters,
+        cg_iters_inside=rule.cg_iters_inside if rule else None,
+        cg_iters_cut=rule.cg_iters_cut if rule else None,
     )
     results = torch.load(args.cache, weights_only=True) if args.cache.is_file() else {}
     per_mask = {}
@@ -419,12 +507,15 @@ def main() -> int:
             keys = [k for k in results if k.startswith(prefix)][: args.max_cases]
         else:
             keys = reconstruct_cases(args, cfg, mask_class, results)
-        if keys:
-            per_mask[mask_class] = keys
+        # one entry per CG setting the cases used (with --fov-rule, the rule's choice per case)
+        for key in keys:
+            cg = int(results[key].get("cg_iters") or args.cg_iters)
+            if not args.fit_cg_iters or cg in args.fit_cg_iters:
+                per_mask.setdefault((mask_class, cg), []).append(key)
     if args.sampler == "dds":
         report(args, results, per_mask)
     else:
-        for mask_class, keys in per_mask.items():
+        for (mask_class, _), keys in per_mask.items():
             compare(args, results, mask_class, keys)
     return 0
 

@@ -1,0 +1,72 @@
+"""The calibration cases of benchmarks/calibrate_default.py for heads the field of view cuts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.calibrate_default import REAL_CROP, crop_width, partial_plan  # noqa: E402
+from benchmarks.generalization_cases import (  # noqa: E402
+    COIL_KINDS,
+    NOISE_LEVELS,
+    Subject,
+    make_mask,
+    real_brain_case,
+)
+from diffusion_core.espirit import espirit_maps  # noqa: E402
+from diffusion_core.fft import fft2c, ifft2c  # noqa: E402
+from diffusion_core.masks import phase_encode_axis  # noqa: E402
+from diffusion_core.normalization import magnitude_scale  # noqa: E402
+from diffusion_core.reconstruct import (  # noqa: E402
+    CUT,
+    cg_sense,
+    fov_edge_sides,
+    fov_place,
+)
+
+BRAIN = ROOT.parent / "shared" / "data" / "eval" / "brain8ch_full_c_y_x.npy"
+
+
+def test_crop_width_keeps_the_central_columns_and_white_noise_its_level():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(4, 32, 40, dtype=torch.complex64, generator=g)
+    reference = images[0].abs()
+    kspace, ref = crop_width(fft2c(images), reference, 0.75)
+    # 30 central columns of 40: 5 to 34
+    assert kspace.shape == (4, 32, 30) and ref.shape == (32, 30)
+    assert torch.allclose(ifft2c(kspace), images[..., 5:35], atol=1e-5)
+    assert torch.equal(ref, reference[:, 5:35])
+    # orthonormal FFTs: white noise of std 1 per complex entry stays so
+    level = float(kspace.abs().square().mean().sqrt())
+    assert level == pytest.approx(1.0, rel=0.05)
+
+
+def test_partial_plan_is_partial_heads_with_every_coil_kind_and_noise_level():
+    volume = np.zeros((64, 64, 64), np.float32)
+    volume[16:48, 12:52, 20:44] = 100
+    subject = Subject("box", Path("box.nii.gz"), volume)
+    plan = partial_plan(subject, 8, (64, 64), 14)
+    assert len(plan) == 8
+    assert all(0.8 <= s.placement.fov_scale < 0.95 for s in plan)
+    assert {s.coils.kind for s in plan} == set(COIL_KINDS)
+    assert {s.noise_level for s in plan} == set(NOISE_LEVELS)
+
+
+@pytest.mark.skipif(not BRAIN.is_file(), reason="needs ../shared/data/eval")
+def test_the_replays_fov_rule_finds_the_cropped_real_brain_cut_on_both_sides():
+    real = real_brain_case(BRAIN, size=96)
+    kspace, ref = crop_width(real.kspace, real.reference, REAL_CROP)
+    mask = make_mask("R=4 1D random", tuple(ref.shape), seed=100)
+    y = kspace * mask
+    maps = espirit_maps(y, mask)
+    sense = cg_sense(y, mask, maps, max_iter=20)
+    scale = float(magnitude_scale(sense))
+    low, high = (v / scale for v in fov_edge_sides(sense, phase_encode_axis(mask)))
+    assert fov_place(low, high) == CUT, (low, high)
