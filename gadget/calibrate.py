@@ -4,7 +4,10 @@ Reads slices as the training command does (:mod:`diffusion_core.training.data`: 
 volumes, ISMRMRD or fastMRI HDF5), turns each into a measurement with simulated coils, noise and
 each named mask (:mod:`diffusion_core.calibration_cases`), reconstructs it at the named setting,
 and fits a noise weight and a factor per setting (sampler, NFE, K, CG iterations, acceleration
-class, 1D or 2D sampling) (:mod:`diffusion_core.uncertainty`). Prints the object-pixel coverage of
+class, 1D or 2D sampling) (:mod:`diffusion_core.uncertainty`). For line masks the CG iterations
+are chosen per case as the replay chooses them (``--cg-iters-inside`` where the object lies inside
+the FOV, ``--cg-iters-cut`` where the FOV cuts it, ``--cg-iters`` otherwise; the replay's defaults),
+and each setting a case got is fitted on the cases that got it. Prints the object-pixel coverage of
 mean +- 2 std per case before calibration and after it, the "after" model fitted without the
 case's subject (without the case itself when there is one subject),
 and writes the fit on all cases into the model card at ``--out`` (a copy of card and weights;
@@ -42,6 +45,9 @@ class CalibrateConfig:
     nfe: int
     num_samples: int
     cg_iters: int
+    # the replay's FOV rule for line masks (0: off, --cg-iters for every case)
+    cg_iters_inside: int
+    cg_iters_cut: int
     crop: int
     slices_per_subject: int
     coils: int
@@ -63,6 +69,9 @@ class CalibrateConfig:
             ("--crop", self.crop, 32),
             ("--slices-per-subject", self.slices_per_subject, 1),
             ("--coils", self.coils, 1),
+            ("--cg-iters", self.cg_iters, 1),
+            ("--cg-iters-inside", self.cg_iters_inside, 0),
+            ("--cg-iters-cut", self.cg_iters_cut, 0),
         ):
             if value < low:
                 raise ValueError(f"{name}: expected >= {low}, got {value}")
@@ -142,6 +151,8 @@ def run(config: CalibrateConfig) -> int:
         nfe=config.nfe,
         num_samples=config.num_samples,
         cg_iters=config.cg_iters,
+        cg_iters_inside=config.cg_iters_inside or None,
+        cg_iters_cut=config.cg_iters_cut or None,
     )
     g = torch.Generator().manual_seed(config.seed)
     jobs = [(s, MaskSpec.parse(m)) for s in slices for m in config.masks]
@@ -172,16 +183,18 @@ def run(config: CalibrateConfig) -> int:
             noise_var,
             out.residual_ratio,  # the data misfit, for fits with a residual exponent
         )
-        results.setdefault(spec.label(), []).append((name, subject, scores))
-        settings[spec.label()] = Setting(
+        # one entry per mask and CG setting: the FOV rule may give cases of one mask different ones
+        label = f"{spec.label()} cg {out.cg_iters}"
+        results.setdefault(label, []).append((name, subject, scores))
+        settings[label] = Setting(
             config.sampler,
             config.nfe,
             config.num_samples,
-            config.cg_iters,
+            out.cg_iters,
             acceleration_class(mask),
             mask_sampling(mask),
         )
-        matrices.setdefault(spec.label(), []).append(matrix_size(mask))
+        matrices.setdefault(label, []).append(matrix_size(mask))
     fk = finite_k_factor(config.num_samples)
     entries = []
     print(
@@ -238,6 +251,8 @@ def run(config: CalibrateConfig) -> int:
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
+    from gadget.config import GadgetConfig
+
     p = commands.add_parser("calibrate", help="fit a prior's std calibration on fully sampled data")
     p.add_argument(
         "--data", type=Path, nargs="+", required=True, help="folders or files (NIfTI/MGZ/HDF5)"
@@ -251,7 +266,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", default="dds")
     p.add_argument("--nfe", type=int, default=25)
     p.add_argument("--samples", type=int, default=4)
-    p.add_argument("--cg-iters", type=int, default=5)
+    defaults = GadgetConfig()
+    p.add_argument("--cg-iters", type=int, default=defaults.cg_iters)
+    p.add_argument(
+        "--cg-iters-inside",
+        type=int,
+        default=defaults.cg_iters_inside,
+        help="as the replay: CG iterations for line masks with the object inside the FOV "
+        "(0: --cg-iters)",
+    )
+    p.add_argument(
+        "--cg-iters-cut",
+        type=int,
+        default=defaults.cg_iters_cut,
+        help="as the replay: CG iterations where the FOV cuts the object on both sides "
+        "(0: --cg-iters)",
+    )
     p.add_argument("--crop", type=int, default=128, help="centre crop of every slice")
     p.add_argument("--slices-per-subject", type=int, default=2)
     p.add_argument("--coils", type=int, default=8, help="simulated coils")
@@ -277,6 +307,8 @@ def main(args: argparse.Namespace) -> int:
             args.nfe,
             args.samples,
             args.cg_iters,
+            args.cg_iters_inside,
+            args.cg_iters_cut,
             args.crop,
             args.slices_per_subject,
             args.coils,

@@ -63,6 +63,11 @@ def test_calibrate_writes_a_copy_with_the_fit(
             "--slices-per-subject",
             "1",
             *FAST,
+            # one CG setting for every case (the FOV rule is tested below)
+            "--cg-iters-inside",
+            "0",
+            "--cg-iters-cut",
+            "0",
         ]
     )
     printed = capsys.readouterr().out
@@ -71,17 +76,66 @@ def test_calibrate_writes_a_copy_with_the_fit(
     (entry,) = entries_from_card(read_card(out))
     assert entry.setting.sampler == "dds" and entry.setting.nfe == 2
     assert entry.setting.num_samples == 2 and entry.setting.acceleration == 4
+    assert entry.setting.cg_iters == 2
     assert entry.setting.matrix == 32  # the --crop grid of its cases, for the nearest-grid lookup
     assert entry.cases == 2 and entry.method == EMPIRICAL  # 1 slice x 2 subjects: no guarantee
     assert "alice" in entry.data and "bob" in entry.data
     # the fitted factor makes the mean per-case coverage of the calibration cases 0.95
     assert 0.95 <= entry.coverage_after < 0.96
-    assert "held out by subject" in printed and printed.count("| random:4 |") == 2
+    assert "held out by subject" in printed and printed.count("| random:4 cg 2 |") == 2
     load_checkpoint(out)  # the copy's weights match its card
     assert (
         json.loads(out.with_suffix(".json").read_text())["sha256"]
         == read_card(small_checkpoint)["sha256"]
     )
+
+
+@pytest.mark.slow
+def test_calibrate_fits_each_cg_setting_the_fov_rule_gives(
+    tmp_path: Path, small_checkpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As the replay: line-mask cases whose object lies inside the field of view get
+    --cg-iters-inside, those the FOV cuts on both sides --cg-iters-cut, and each setting's entry
+    is fitted on the cases that got it."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    # a head well inside the 32 x 32 crop, and one wider than the crop in every direction
+    # (a soft edge: a hard-edged one's high k-space reads as noise above the rule's limit)
+    grids = np.meshgrid(*[(np.arange(36) - 17.5) / r for r in (9, 10, 8)], indexing="ij")
+    radius = np.sqrt(sum(g**2 for g in grids))
+    small = (200 / (1 + np.exp(6 * (radius - 1)))).astype(np.float32)
+    write_nifti(folder / "small.nii.gz", small, (1, 1, 1))
+    write_nifti(folder / "wide.nii.gz", ellipsoid_volume((48, 48, 48), (26, 26, 26)), (1, 1, 1))
+    out = tmp_path / "calibrated"
+    rc = main(
+        [
+            "calibrate",
+            "--data",
+            str(folder),
+            "--checkpoint",
+            small_checkpoint,
+            "--out",
+            str(out),
+            "--masks",
+            "random:4",
+            "--slices-per-subject",
+            "2",
+            "--noise",
+            "0.005",
+            *FAST,
+            "--cg-iters-inside",
+            "7",
+            "--cg-iters-cut",
+            "1",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    entries = {e.setting.cg_iters: e for e in entries_from_card(read_card(out))}
+    assert sorted(entries) == [1, 7], printed
+    assert entries[7].cases == 2 and "small" in entries[7].data and "wide" not in entries[7].data
+    assert entries[1].cases == 2 and "wide" in entries[1].data and "small" not in entries[1].data
+    assert printed.count("| random:4 cg 7 |") == 2 and printed.count("| random:4 cg 1 |") == 2
 
 
 def test_calibrate_errors_name_the_data(
@@ -102,4 +156,6 @@ def test_calibrate_errors_name_the_data(
     assert "K >= 2" in capsys.readouterr().err
     assert main(["calibrate", "--data", str(empty), *common, "--masks", "spiral:4"]) == 2
     assert "KIND:R" in capsys.readouterr().err
+    assert main(["calibrate", "--data", str(empty), *common, "--cg-iters-cut", "-1"]) == 2
+    assert "--cg-iters-cut: expected >= 0, got -1" in capsys.readouterr().err
     assert torch.get_default_dtype() == torch.float32
