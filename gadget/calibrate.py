@@ -125,6 +125,10 @@ def run(config: CalibrateConfig) -> int:
     from diffusion_core.priors import prior_path
     from diffusion_core.reconstruct import ReconConfig, reconstruct
     from diffusion_core.uncertainty import (
+        ALPHA,
+        BIRGE,
+        BIRGE_TOLERANCE,
+        NOISE_WEIGHTS,
         CalibrationEntry,
         CaseScores,
         Setting,
@@ -196,6 +200,8 @@ def run(config: CalibrateConfig) -> int:
         )
         matrices.setdefault(label, []).append(matrix_size(mask))
     fk = finite_k_factor(config.num_samples)
+    # the shipped card's model: the width grows with the data misfit as the Birge ratio
+    exponents, tolerance = (BIRGE,), BIRGE_TOLERANCE
     entries = []
     print(
         "| case | mask | coverage raw 2 std | coverage calibrated (held out) "
@@ -207,7 +213,9 @@ def run(config: CalibrateConfig) -> int:
         subjects = [c[1] for c in cases]
         groups = subjects if len(set(subjects)) > 1 else [c[0] for c in cases]
         held = (
-            leave_one_out_model(scored, [config.num_samples] * len(cases), groups)
+            leave_one_out_model(
+                scored, [config.num_samples] * len(cases), groups, ALPHA, exponents, tolerance
+            )
             if len(cases) > 1
             else []
         )
@@ -215,12 +223,15 @@ def run(config: CalibrateConfig) -> int:
             raw = coverage(c.ratios(), 2.0)
             if held:
                 h = held[i]
-                after = f"{coverage(c.ratios(h.noise_weight), h.factor * fk):.3f}"
+                ratios = c.ratios(h.noise_weight, h.residual_exponent, h.residual_tolerance)
+                after = f"{coverage(ratios, h.factor * fk):.3f}"
                 factor = f"{h.noise_weight:g}, {h.factor:.2f}"
             else:
                 after, factor = "n/a (one case)", ""
             print(f"| {name} | {label} | {raw:.3f} | {after} | {factor} |")
-        fit = fit_model(scored, [config.num_samples] * len(cases))
+        fit = fit_model(
+            scored, [config.num_samples] * len(cases), ALPHA, NOISE_WEIGHTS, exponents, tolerance
+        )
         before = float(np.mean([coverage(c.ratios(), 2.0) for c in scored]))
         data = f"{len(cases)} cases from {', '.join(sorted(set(subjects)))} ({label}, simulated coils x{config.coils}, noise {config.noise:g})"
         entries.append(
@@ -233,6 +244,8 @@ def run(config: CalibrateConfig) -> int:
                 before,
                 fit.mean_coverage,
                 noise_weight=fit.noise_weight,
+                residual_exponent=fit.residual_exponent,
+                residual_tolerance=fit.residual_tolerance,
             )
         )
         print(

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "diffusion_core"))
 from training_data_files import ellipsoid_volume, write_nifti
 
 from diffusion_core.checkpoint import load_checkpoint, read_card
-from diffusion_core.uncertainty import EMPIRICAL, entries_from_card
+from diffusion_core.uncertainty import BIRGE, BIRGE_TOLERANCE, EMPIRICAL, entries_from_card
 from gadget.cli import main
 
 FAST = [
@@ -77,6 +77,8 @@ def test_calibrate_writes_a_copy_with_the_fit(
     assert entry.setting.sampler == "dds" and entry.setting.nfe == 2
     assert entry.setting.num_samples == 2 and entry.setting.acceleration == 4
     assert entry.setting.cg_iters == 2
+    # the shipped card's model: the misfit (Birge) inflation with its tolerance
+    assert (entry.residual_exponent, entry.residual_tolerance) == (BIRGE, BIRGE_TOLERANCE)
     assert entry.setting.matrix == 32  # the --crop grid of its cases, for the nearest-grid lookup
     assert entry.cases == 2 and entry.method == EMPIRICAL  # 1 slice x 2 subjects: no guarantee
     assert "alice" in entry.data and "bob" in entry.data
