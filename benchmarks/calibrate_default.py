@@ -63,7 +63,9 @@ from diffusion_core.uncertainty import (  # noqa: E402
     fit_model,
     leave_one_out,
     leave_one_out_model,
+    lookup,
     mask_sampling,
+    matrix_size,
     merged,
     residual_inflation,
 )
@@ -73,14 +75,18 @@ DATA = ROOT.parent / "shared" / "data"
 log = logging.getLogger("calibrate_default")
 
 
-def cases(matrix: int, volume_cases: int, mask_class: str, partial: bool = False):
+def cases(
+    matrix: int, volume_cases: int, mask_class: str, partial: bool = False, edge: bool = False
+):
     """(name, subject, kspace, mask, reference) of the held-out subjects. ``partial``: heads the
     field of view cuts: only the plan's partial-head slices (FOV 0.8-0.95 x the head), and the real
     brain with its image cropped to :data:`REAL_CROP` of its width (the phase-encode direction of
-    the line masks)."""
+    the line masks). ``edge``: heads shifted against one edge (:func:`edge_plan`), and the real
+    brain cropped on one side (:data:`EDGE_CROPS`)."""
     out = []
     subject = load_subject(DATA / "train_volumes" / "niivue_FLAIR.nii.gz")
-    plan = (partial_plan if partial else case_plan)(subject, volume_cases, (matrix, matrix), 14)
+    make_plan = edge_plan if edge else partial_plan if partial else case_plan
+    plan = make_plan(subject, volume_cases, (matrix, matrix), 14)
     for i, spec in enumerate(plan):
         case = make_case(
             subject, spec.slice_spec, spec.coils, spec.noise_level, spec.placement, spec.seed
@@ -93,11 +99,16 @@ def cases(matrix: int, volume_cases: int, mask_class: str, partial: bool = False
         kspace, reference = crop_width(kspace, reference, REAL_CROP)
         name = f"{name} cropped to x{REAL_CROP:g} of its width"
     for seed in range(2):
-        mask = make_mask(mask_class, reference.shape, seed=100 + seed)
+        k, ref, label = kspace, reference, name
+        if edge:  # one side cut: the high-x side kept for mask 0, the low-x side for mask 1
+            fraction = EDGE_CROPS[seed]
+            k, ref = crop_width(kspace, reference, fraction, side=1 - 2 * seed)
+            label = f"{name} cropped to x{fraction:g} of its width on one side"
+        mask = make_mask(mask_class, ref.shape, seed=100 + seed)
         # interleaved with the volume cases, so that a short run has both subjects
         out.insert(
             2 * seed + 1,
-            (f"{name} mask {seed}", real.meta.subject, kspace * mask, mask, reference),
+            (f"{label} mask {seed}", real.meta.subject, k * mask, mask, ref),
         )
     return out
 
@@ -116,29 +127,47 @@ def partial_plan(subject, cases: int, matrix: tuple[int, int], seed: int) -> lis
     ]
 
 
+def edge_plan(subject, cases: int, matrix: tuple[int, int], seed: int) -> list:
+    """``cases`` specs of the benchmark's plan with the head shifted against one edge in x (the
+    line masks' phase-encode direction): FOV 1.0-1.1 x the head, shift 0.16-0.22 of the FOV, to
+    the low and the high side in turn."""
+    specs = [s for s in case_plan(subject, 2 * cases, matrix, seed) if s.placement.fov_scale > 1]
+    out = []
+    for j, spec in enumerate(specs[:cases]):
+        fov = 1.0 + 0.1 * (j % 3) / 2
+        dx = (0.16 + 0.06 * ((j // 2) % 3) / 2) * (1 if j % 2 else -1)
+        placement = replace(spec.placement, fov_scale=fov, shift=(spec.placement.shift[0], dx))
+        out.append(replace(spec, placement=placement))
+    return out
+
+
 # what the replay's FOV rule means by its CG settings (diffusion_core.reconstruct.fov_place)
 PLACES = {
     GadgetConfig.cg_iters_inside: " (the head inside the FOV)",
     GadgetConfig.cg_iters_cut: " (the FOV cuts the head on both sides)",
+    GadgetConfig.cg_iters: " (the head at one edge of the FOV)",
 }
 
 # the real brain cropped to this fraction of its width: the replay's FOV rule
 # (diffusion_core.reconstruct.fov_place) finds it cut on both sides, with both masks of both line
 # mask classes, at 96, 128 and 192
 REAL_CROP = 0.75
+# ... and to these fractions on one side (mask 0, mask 1): the rule finds it at one edge at 192
+EDGE_CROPS = (0.8, 0.9)
 
 
 def crop_width(
-    kspace: torch.Tensor, reference: torch.Tensor, fraction: float
+    kspace: torch.Tensor, reference: torch.Tensor, fraction: float, side: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fully sampled k-space (c, ky, kx) and its reference image (y, x) of a field of view cut
-    to the central ``fraction`` of the x extent, as the simulated partial heads are (the object
-    beyond the FOV is absent, not folded in)."""
+    to ``fraction`` of the x extent, as the simulated partial heads are (the object beyond the
+    FOV is absent, not folded in): the central part (``side`` 0), or the part at the high-x
+    (``side`` 1) or low-x (``side`` -1) end, cut on the other side only."""
     from diffusion_core.fft import fft2c, ifft2c
 
     nx = kspace.shape[-1]
     keep = round(nx * fraction)
-    x0 = nx // 2 - keep // 2
+    x0 = {0: nx // 2 - keep // 2, 1: nx - keep, -1: 0}[side]
     images = ifft2c(kspace)[..., x0 : x0 + keep]
     return fft2c(images.contiguous()), reference[..., x0 : x0 + keep].contiguous()
 
@@ -186,7 +215,7 @@ def reconstruct_cases(
     """Reconstruct the cases of one mask class not yet in ``results`` (the cache is rewritten
     after each); return their cache keys ``sampler|mask class|case``."""
     denoiser = load_default_prior()
-    todo = cases(args.matrix, args.volume_cases, mask_class, args.partial_heads)
+    todo = cases(args.matrix, args.volume_cases, mask_class, args.partial_heads, args.edge_heads)
     todo = todo[: args.max_cases]
     keys = []
     for i, (name, subject, kspace, mask, ref) in enumerate(todo):
@@ -242,6 +271,45 @@ def scores_of(r: dict) -> CaseScores:
     data misfit rho."""
     noise_var = float((r["mask"] != 0).float().mean()) * r["noise"] ** 2
     return case_scores(r["ref"], r["mean"], r["std"], r["support"], noise_var, residual_ratio(r))
+
+
+def score_card(args: argparse.Namespace, results: dict, keys: list[str], card: Path) -> None:
+    """Per case: object-pixel coverage of mean +- 2 std with the entry of ``card`` that
+    ``reconstruct`` would use for it (its own CG setting and grid, the nearest entry)."""
+    entries = entries_from_card(json.loads(card.read_text()))
+    print(f"\n| case | mask | cg_iters | entry used | coverage with {card.name} |")
+    print("|---|---|---|---|---|")
+    covered = []
+    for key in keys:
+        r = results[key]
+        mask = r["mask"]
+        want = Setting(
+            args.sampler,
+            args.nfe,
+            args.samples,
+            int(r.get("cg_iters") or args.cg_iters),
+            acceleration_class(mask),
+            mask_sampling(mask),
+            matrix_size(mask),
+        )
+        entry = lookup(entries, want)
+        if entry is None:
+            print(f"| {short(key)} | {key.split('|')[1]} | {want.cg_iters} | none | - |")
+            continue
+        ratios = scores_of(r).ratios(
+            entry.noise_weight, entry.residual_exponent, entry.residual_tolerance
+        )
+        cov = coverage(ratios, entry.factor * finite_k_factor(args.samples))
+        covered.append(cov)
+        print(
+            f"| {short(key)} | {key.split('|')[1]} | {want.cg_iters} | "
+            f"{entry.setting.label()} | {cov:.3f} |"
+        )
+    if covered:
+        inside = sum(0.93 <= c <= 0.97 for c in covered)
+        print(
+            f"in [0.93, 0.97]: {inside}/{len(covered)} (min {min(covered):.3f}, max {max(covered):.3f})"
+        )
 
 
 def half_width(r: dict, fit: Fit, k: int) -> torch.Tensor:
@@ -475,6 +543,17 @@ def main() -> int:
         help="heads the FOV cuts: the plan's partial heads, the real brain cropped in width",
     )
     p.add_argument(
+        "--score-card",
+        type=Path,
+        help="no fit: each case's coverage with the entry of this card that reconstruct would use",
+    )
+    p.add_argument(
+        "--edge-heads",
+        action="store_true",
+        help="heads at one edge of the FOV: plan slices shifted against one edge, the real brain "
+        "cropped on one side",
+    )
+    p.add_argument(
         "--fov-rule",
         action="store_true",
         help="CG iterations per case by the replay's FOV rule (cg_iters_inside / cg_iters_cut "
@@ -512,7 +591,10 @@ def main() -> int:
             cg = int(results[key].get("cg_iters") or args.cg_iters)
             if not args.fit_cg_iters or cg in args.fit_cg_iters:
                 per_mask.setdefault((mask_class, cg), []).append(key)
-    if args.sampler == "dds":
+    if args.score_card:
+        for keys in per_mask.values():
+            score_card(args, results, keys, args.score_card)
+    elif args.sampler == "dds":
         report(args, results, per_mask)
     else:
         for (mask_class, _), keys in per_mask.items():

@@ -12,7 +12,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.calibrate_default import REAL_CROP, crop_width, partial_plan  # noqa: E402
+from benchmarks.calibrate_default import (  # noqa: E402
+    EDGE_CROPS,
+    REAL_CROP,
+    crop_width,
+    edge_plan,
+    partial_plan,
+)
 from benchmarks.generalization_cases import (  # noqa: E402
     COIL_KINDS,
     NOISE_LEVELS,
@@ -25,6 +31,7 @@ from diffusion_core.fft import fft2c, ifft2c  # noqa: E402
 from diffusion_core.masks import phase_encode_axis  # noqa: E402
 from diffusion_core.normalization import magnitude_scale  # noqa: E402
 from diffusion_core.reconstruct import (  # noqa: E402
+    AT_EDGE,
     CUT,
     cg_sense,
     fov_edge_sides,
@@ -46,6 +53,22 @@ def test_crop_width_keeps_the_central_columns_and_white_noise_its_level():
     # orthonormal FFTs: white noise of std 1 per complex entry stays so
     level = float(kspace.abs().square().mean().sqrt())
     assert level == pytest.approx(1.0, rel=0.05)
+    # one side: the 30 columns at the high-x end (cut at low x only), or at the low-x end
+    _, high = crop_width(fft2c(images), reference, 0.75, side=1)
+    _, low = crop_width(fft2c(images), reference, 0.75, side=-1)
+    assert torch.equal(high, reference[:, 10:]) and torch.equal(low, reference[:, :30])
+
+
+def test_edge_plan_shifts_every_head_against_one_edge_in_turn():
+    volume = np.zeros((64, 64, 64), np.float32)
+    volume[16:48, 12:52, 20:44] = 100
+    subject = Subject("box", Path("box.nii.gz"), volume)
+    plan = edge_plan(subject, 8, (64, 64), 14)
+    assert len(plan) == 8
+    assert all(1.0 <= s.placement.fov_scale <= 1.1 for s in plan)
+    dx = [s.placement.shift[1] for s in plan]
+    assert all(0.16 <= abs(d) <= 0.22 for d in dx)
+    assert [d > 0 for d in dx] == [j % 2 == 1 for j in range(8)]
 
 
 def test_partial_plan_is_partial_heads_with_every_coil_kind_and_noise_level():
@@ -70,3 +93,16 @@ def test_the_replays_fov_rule_finds_the_cropped_real_brain_cut_on_both_sides():
     scale = float(magnitude_scale(sense))
     low, high = (v / scale for v in fov_edge_sides(sense, phase_encode_axis(mask)))
     assert fov_place(low, high) == CUT, (low, high)
+
+
+@pytest.mark.skipif(not BRAIN.is_file(), reason="needs ../shared/data/eval")
+def test_the_replays_fov_rule_finds_the_one_side_cropped_real_brain_at_one_edge():
+    real = real_brain_case(BRAIN, size=192)
+    for seed, (fraction, side) in enumerate(zip(EDGE_CROPS, (1, -1), strict=True)):
+        kspace, ref = crop_width(real.kspace, real.reference, fraction, side)
+        mask = make_mask("R=4 1D random", tuple(ref.shape), seed=100 + seed)
+        y = kspace * mask
+        sense = cg_sense(y, mask, espirit_maps(y, mask), max_iter=20)
+        scale = float(magnitude_scale(sense))
+        low, high = (v / scale for v in fov_edge_sides(sense, phase_encode_axis(mask)))
+        assert fov_place(low, high) == AT_EDGE, (fraction, side, low, high)
