@@ -145,7 +145,7 @@ def edge_plan(subject, cases: int, matrix: tuple[int, int], seed: int) -> list:
 PLACES = {
     GadgetConfig.cg_iters_inside: " (the head inside the FOV)",
     GadgetConfig.cg_iters_cut: " (the FOV cuts the head on both sides)",
-    GadgetConfig.cg_iters: " (the head at one edge of the FOV)",
+    GadgetConfig.cg_iters: " (the head at one edge of the FOV, or inside it at high noise)",
 }
 
 # the real brain cropped to this fraction of its width: the replay's FOV rule
@@ -266,6 +266,11 @@ def residual_ratio(r: dict) -> float:
     return data_residual_ratio(r["kspace"], r["mask"], r["maps"], r["mean"], r["noise"])
 
 
+def cg_of(r: dict, args: argparse.Namespace) -> int:
+    """The CG iterations a cached case used (``--cg-iters`` for caches made before they kept it)."""
+    return int(r.get("cg_iters") or args.cg_iters)
+
+
 def scores_of(r: dict) -> CaseScores:
     """A cached case's scores, with its noise term f sigma^2 (sampled fraction x noise^2) and its
     data misfit rho."""
@@ -287,7 +292,7 @@ def score_card(args: argparse.Namespace, results: dict, keys: list[str], card: P
             args.sampler,
             args.nfe,
             args.samples,
-            int(r.get("cg_iters") or args.cg_iters),
+            cg_of(r, args),
             acceleration_class(mask),
             mask_sampling(mask),
             matrix_size(mask),
@@ -588,7 +593,7 @@ def main() -> int:
             keys = reconstruct_cases(args, cfg, mask_class, results)
         # one entry per CG setting the cases used (with --fov-rule, the rule's choice per case)
         for key in keys:
-            cg = int(results[key].get("cg_iters") or args.cg_iters)
+            cg = cg_of(results[key], args)
             if not args.fit_cg_iters or cg in args.fit_cg_iters:
                 per_mask.setdefault((mask_class, cg), []).append(key)
     if args.score_card:

@@ -41,6 +41,23 @@ from diffusion_core.reconstruct import (  # noqa: E402
 BRAIN = ROOT.parent / "shared" / "data" / "eval" / "brain8ch_full_c_y_x.npy"
 
 
+def box_subject() -> Subject:
+    volume = np.zeros((64, 64, 64), np.float32)
+    volume[16:48, 12:52, 20:44] = 100
+    return Subject("box", Path("box.nii.gz"), volume)
+
+
+def replay_place(kspace: torch.Tensor, seed: int) -> tuple[str, float, float]:
+    """Where the replay's FOV rule puts the object of fully sampled ``kspace`` under an R=4 line
+    mask: its CG-SENSE image's edge signal over the image scale, as ``reconstruct`` measures it."""
+    mask = make_mask("R=4 1D random", tuple(kspace.shape[-2:]), seed=seed)
+    y = kspace * mask
+    sense = cg_sense(y, mask, espirit_maps(y, mask), max_iter=20)
+    scale = float(magnitude_scale(sense))
+    low, high = (v / scale for v in fov_edge_sides(sense, phase_encode_axis(mask)))
+    return fov_place(low, high), low, high
+
+
 def test_crop_width_keeps_the_central_columns_and_white_noise_its_level():
     g = torch.Generator().manual_seed(0)
     images = torch.randn(4, 32, 40, dtype=torch.complex64, generator=g)
@@ -60,10 +77,7 @@ def test_crop_width_keeps_the_central_columns_and_white_noise_its_level():
 
 
 def test_edge_plan_shifts_every_head_against_one_edge_in_turn():
-    volume = np.zeros((64, 64, 64), np.float32)
-    volume[16:48, 12:52, 20:44] = 100
-    subject = Subject("box", Path("box.nii.gz"), volume)
-    plan = edge_plan(subject, 8, (64, 64), 14)
+    plan = edge_plan(box_subject(), 8, (64, 64), 14)
     assert len(plan) == 8
     assert all(1.0 <= s.placement.fov_scale <= 1.1 for s in plan)
     dx = [s.placement.shift[1] for s in plan]
@@ -72,10 +86,7 @@ def test_edge_plan_shifts_every_head_against_one_edge_in_turn():
 
 
 def test_partial_plan_is_partial_heads_with_every_coil_kind_and_noise_level():
-    volume = np.zeros((64, 64, 64), np.float32)
-    volume[16:48, 12:52, 20:44] = 100
-    subject = Subject("box", Path("box.nii.gz"), volume)
-    plan = partial_plan(subject, 8, (64, 64), 14)
+    plan = partial_plan(box_subject(), 8, (64, 64), 14)
     assert len(plan) == 8
     assert all(0.8 <= s.placement.fov_scale < 0.95 for s in plan)
     assert {s.coils.kind for s in plan} == set(COIL_KINDS)
@@ -85,24 +96,15 @@ def test_partial_plan_is_partial_heads_with_every_coil_kind_and_noise_level():
 @pytest.mark.skipif(not BRAIN.is_file(), reason="needs ../shared/data/eval")
 def test_the_replays_fov_rule_finds_the_cropped_real_brain_cut_on_both_sides():
     real = real_brain_case(BRAIN, size=96)
-    kspace, ref = crop_width(real.kspace, real.reference, REAL_CROP)
-    mask = make_mask("R=4 1D random", tuple(ref.shape), seed=100)
-    y = kspace * mask
-    maps = espirit_maps(y, mask)
-    sense = cg_sense(y, mask, maps, max_iter=20)
-    scale = float(magnitude_scale(sense))
-    low, high = (v / scale for v in fov_edge_sides(sense, phase_encode_axis(mask)))
-    assert fov_place(low, high) == CUT, (low, high)
+    kspace, _ = crop_width(real.kspace, real.reference, REAL_CROP)
+    place = replay_place(kspace, seed=100)
+    assert place[0] == CUT, place
 
 
 @pytest.mark.skipif(not BRAIN.is_file(), reason="needs ../shared/data/eval")
 def test_the_replays_fov_rule_finds_the_one_side_cropped_real_brain_at_one_edge():
     real = real_brain_case(BRAIN, size=192)
     for seed, (fraction, side) in enumerate(zip(EDGE_CROPS, (1, -1), strict=True)):
-        kspace, ref = crop_width(real.kspace, real.reference, fraction, side)
-        mask = make_mask("R=4 1D random", tuple(ref.shape), seed=100 + seed)
-        y = kspace * mask
-        sense = cg_sense(y, mask, espirit_maps(y, mask), max_iter=20)
-        scale = float(magnitude_scale(sense))
-        low, high = (v / scale for v in fov_edge_sides(sense, phase_encode_axis(mask)))
-        assert fov_place(low, high) == AT_EDGE, (fraction, side, low, high)
+        kspace, _ = crop_width(real.kspace, real.reference, fraction, side)
+        place = replay_place(kspace, seed=100 + seed)
+        assert place[0] == AT_EDGE, (fraction, side, place)

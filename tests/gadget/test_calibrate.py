@@ -32,6 +32,12 @@ FAST = [
 ]
 
 
+def calibrate(data: Path, checkpoint: str, out: Path, *options: str) -> int:
+    """``gadgetron-diffusion calibrate`` at the FAST settings, R=4 1D random lines."""
+    common = ["--checkpoint", checkpoint, "--out", str(out), "--masks", "random:4"]
+    return main(["calibrate", "--data", str(data), *common, *FAST, *options])
+
+
 @pytest.fixture(scope="module")
 def volumes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("cal")
@@ -49,27 +55,9 @@ def test_calibrate_writes_a_copy_with_the_fit(
 ) -> None:
     before = Path(small_checkpoint).with_suffix(".json").read_bytes()
     out = tmp_path / "calibrated"
-    rc = main(
-        [
-            "calibrate",
-            "--data",
-            str(volumes),
-            "--checkpoint",
-            small_checkpoint,
-            "--out",
-            str(out),
-            "--masks",
-            "random:4",
-            "--slices-per-subject",
-            "1",
-            *FAST,
-            # one CG setting for every case (the FOV rule is tested below)
-            "--cg-iters-inside",
-            "0",
-            "--cg-iters-cut",
-            "0",
-        ]
-    )
+    # one CG setting for every case (the FOV rule is tested below)
+    rule_off = ("--cg-iters-inside", "0", "--cg-iters-cut", "0")
+    rc = calibrate(volumes, small_checkpoint, out, "--slices-per-subject", "1", *rule_off)
     printed = capsys.readouterr().out
     assert rc == 0, printed
     assert Path(small_checkpoint).with_suffix(".json").read_bytes() == before
@@ -109,27 +97,9 @@ def test_calibrate_fits_each_cg_setting_the_fov_rule_gives(
     write_nifti(folder / "small.nii.gz", small, (1, 1, 1))
     write_nifti(folder / "wide.nii.gz", ellipsoid_volume((48, 48, 48), (26, 26, 26)), (1, 1, 1))
     out = tmp_path / "calibrated"
-    rc = main(
-        [
-            "calibrate",
-            "--data",
-            str(folder),
-            "--checkpoint",
-            small_checkpoint,
-            "--out",
-            str(out),
-            "--masks",
-            "random:4",
-            "--slices-per-subject",
-            "2",
-            "--noise",
-            "0.005",
-            *FAST,
-            "--cg-iters-inside",
-            "7",
-            "--cg-iters-cut",
-            "1",
-        ]
+    rule = ("--cg-iters-inside", "7", "--cg-iters-cut", "1")
+    rc = calibrate(
+        folder, small_checkpoint, out, "--slices-per-subject", "2", "--noise", "0.005", *rule
     )
     printed = capsys.readouterr().out
     assert rc == 0, printed
