@@ -59,12 +59,28 @@ def _unhandled_reason(item: object) -> str | None:
     """Why the gadget forwards ``item`` unchanged, or None if it reconstructs it."""
     if not isinstance(item, ismrmrd.Acquisition):
         return type(item).__name__
-    if item.trajectory_dimensions > 0:
-        return "non-Cartesian acquisition (has a trajectory)"
+    if item.trajectory_dimensions > 0 and not _cartesian_line(item):
+        return "non-Cartesian acquisition (its trajectory is not a line along the readout)"
     for flag, name in _NOT_IMAGING.items():
         if item.is_flag_set(flag):
             return f"{name} acquisition"
     return None
+
+
+def _cartesian_line(acquisition: ismrmrd.Acquisition) -> bool:
+    """True when the stored k-space coordinates describe one Cartesian readout line: the first
+    (readout) coordinate runs monotonically and every other one is the same for all samples.
+    The header's encoding is Cartesian (checked before any data are read), so such a line is
+    placed by its encoding counters, as Gadgetron's Cartesian chains do; the coordinates are
+    not used."""
+    traj = np.asarray(acquisition.traj, dtype=np.float64)
+    if traj.ndim != 2 or traj.shape[0] == 0 or not np.isfinite(traj).all():
+        return False
+    step = np.diff(traj[:, 0])
+    if step.size and not (np.all(step > 0) or np.all(step < 0)):
+        return False
+    scale = max(float(np.ptp(traj[:, 0])), 1e-12)
+    return bool(np.all(np.ptp(traj[:, 1:], axis=0) <= 1e-6 * scale))
 
 
 def unpack_buckets(items: Iterable[object]) -> Iterator[object]:
@@ -92,11 +108,19 @@ def cartesian_acquisitions(
     """
     forwarded: dict[str, int] = {}
     index = 0
+    placed_by_counters = False
     for item in unpack_buckets(items):
         reason = _unhandled_reason(item)
         if isinstance(item, ismrmrd.Acquisition):
             index += 1
         if reason is None:
+            assert isinstance(item, ismrmrd.Acquisition)  # _unhandled_reason says so
+            if item.trajectory_dimensions > 0 and not placed_by_counters:
+                placed_by_counters = True
+                log.info(
+                    "acquisitions carry k-space coordinates; the encoding is Cartesian, so each "
+                    "line is placed by its encoding counters and the coordinates are not used"
+                )
             yield Line(index - 1, item)
             continue
         if reason not in forwarded:

@@ -21,14 +21,21 @@ MATRIX = 32
 
 
 def shepp_logan(
-    path: Path, *, acceleration: int, noise: float, calibration_width: int = 12, coils: int = 4
+    path: Path,
+    *,
+    acceleration: int,
+    noise: float,
+    calibration_width: int = 12,
+    coils: int = 4,
+    coordinates: bool = False,
 ) -> Path:
-    """An ISMRMRD file from Debian's ismrmrd-tools (readout oversampling 2, noise scan)."""
+    """An ISMRMRD file from Debian's ismrmrd-tools (readout oversampling 2, noise scan);
+    ``coordinates``: each line also stores its k-space coordinates (the tool's ``-k``)."""
     subprocess.run(
         [
             "ismrmrd_generate_cartesian_shepp_logan",
             "-m", str(MATRIX), "-c", str(coils), "-a", str(acceleration), "-w", str(calibration_width),
-            "-n", str(noise), "-C", "-o", str(path),
+            "-n", str(noise), "-C", "-o", str(path), *(["-k"] if coordinates else []),
         ],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip

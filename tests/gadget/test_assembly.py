@@ -150,6 +150,28 @@ def test_unhandled_items_are_forwarded_in_order() -> None:
     assert forwarded == [waveform, radial, navigator]
 
 
+def _line_with(traj: np.ndarray) -> ismrmrd.Acquisition:
+    return ismrmrd.Acquisition.from_array(
+        np.zeros((2, len(traj)), np.complex64), traj.astype(np.float32)
+    )
+
+
+def test_lines_with_cartesian_coordinates_are_reconstructed_other_trajectories_passed_on() -> None:
+    """ismrmrd-tools' ``-k`` stores each Cartesian line's (kx, ky): the line is placed by its
+    counters, as in Gadgetron's Cartesian chains; a spoke or a curved line is passed on."""
+    kx = np.linspace(-0.5, 0.5, 8, endpoint=False)
+    cartesian = _line_with(np.stack([kx, np.full(8, -0.25)], 1))
+    reversed_3d = _line_with(np.stack([kx[::-1], np.full(8, 0.1), np.full(8, 0.3)], 1))
+    spoke = _line_with(np.stack([kx * np.cos(0.3), kx * np.sin(0.3)], 1))
+    curved = _line_with(np.stack([kx, 0.01 * kx**2], 1))
+    backtracking = _line_with(np.stack([np.r_[kx[:4], kx[:4]], np.zeros(8)], 1))
+    forwarded: list[object] = []
+    lines = [cartesian, reversed_3d, spoke, curved, backtracking]
+    kept = list(cartesian_acquisitions(lines, forwarded.append))
+    assert [line.acquisition for line in kept] == [cartesian, reversed_3d]
+    assert forwarded == [spoke, curved, backtracking]
+
+
 def test_noise_covariance_scales_with_dwell_time() -> None:
     statistics = NoiseStatistics(torch.eye(2, dtype=torch.complex64), dwell_time_us=5.0)
     assert torch.allclose(

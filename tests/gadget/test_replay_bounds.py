@@ -176,3 +176,27 @@ def test_samples_too_large_for_float32_fail_their_slice_by_name(accelerated_file
         in failure
     )
     assert result.run.slices_done == 1 and result.passed_through > 0
+
+
+@pytest.mark.timeout(60)
+def test_cartesian_file_with_stored_coordinates_gives_the_same_images(
+    accelerated_file, tmp_path
+) -> None:
+    """ismrmrd-tools' ``-k`` adds each line's k-space coordinates to a Cartesian file; those
+    lines were once passed on as non-Cartesian and the file gave no image."""
+    from gadget_helpers import shepp_logan
+
+    with_coordinates = shepp_logan(tmp_path / "k.h5", acceleration=2, noise=0.02, coordinates=True)
+    with h5py.File(with_coordinates) as f:
+        assert (f["dataset/data"]["head"]["trajectory_dimensions"][1:] == 2).all()  # [0]: noise
+    images = []
+    for source in (accelerated_file, with_coordinates):
+        out = tmp_path / f"out_{source.stem}.h5"
+        result = replay(
+            source, out, GadgetConfig(device="cpu"), progress=False, reconstructor=ZeroFilledRss()
+        )
+        assert result.run.ok and result.run.slices_done == 2
+        with h5py.File(out) as f:
+            images.append(f["dataset/image_1/data"][:])
+    assert images[0].shape == images[1].shape
+    np.testing.assert_allclose(images[1], images[0], rtol=1e-5, atol=1e-6 * np.abs(images[0]).max())
