@@ -78,7 +78,8 @@ log = logging.getLogger("calibrate_default")
 def cases(
     matrix: int, volume_cases: int, mask_class: str, partial: bool = False, edge: bool = False
 ):
-    """(name, subject, kspace, mask, reference) of the held-out subjects. ``partial``: heads the
+    """(name, subject, kspace, mask, reference, noise) of the held-out subjects (noise: the
+    simulated noise per real channel, None for the real brain, whose noise is not known). ``partial``: heads the
     field of view cuts: only the plan's partial-head slices (FOV 0.8-0.95 x the head), and the real
     brain with its image cropped to :data:`REAL_CROP` of its width (the phase-encode direction of
     the line masks). ``edge``: heads shifted against one edge (:func:`edge_plan`), and the real
@@ -92,7 +93,16 @@ def cases(
             subject, spec.slice_spec, spec.coils, spec.noise_level, spec.placement, spec.seed
         )
         mask = make_mask(mask_class, case.reference.shape, seed=i)
-        out.append((case.meta.name, subject.name, case.kspace * mask, mask, case.reference))
+        out.append(
+            (
+                case.meta.name,
+                subject.name,
+                case.kspace * mask,
+                mask,
+                case.reference,
+                case.noise_sigma,
+            )
+        )
     real = real_brain_case(DATA / "eval" / "brain8ch_full_c_y_x.npy", size=matrix)
     name, kspace, reference = real.meta.name, real.kspace, real.reference
     if partial:
@@ -108,7 +118,7 @@ def cases(
         # interleaved with the volume cases, so that a short run has both subjects
         out.insert(
             2 * seed + 1,
-            (f"{label} mask {seed}", real.meta.subject, k * mask, mask, ref),
+            (f"{label} mask {seed}", real.meta.subject, k * mask, mask, ref, None),
         )
     return out
 
@@ -218,7 +228,7 @@ def reconstruct_cases(
     todo = cases(args.matrix, args.volume_cases, mask_class, args.partial_heads, args.edge_heads)
     todo = todo[: args.max_cases]
     keys = []
-    for i, (name, subject, kspace, mask, ref) in enumerate(todo):
+    for i, (name, subject, kspace, mask, ref, noise) in enumerate(todo):
         key = f"{cfg.sampler}|{mask_class}|{name}"
         keys.append(key)
         if key in results:
@@ -229,6 +239,11 @@ def reconstruct_cases(
             mask,
             denoiser,
             cfg,
+            noise_cov=(
+                2 * noise**2 * torch.eye(kspace.shape[0], dtype=torch.complex64)
+                if args.noise_scan and noise is not None
+                else None
+            ),
             generator=torch.Generator().manual_seed(i),
             progress=lambda p: (
                 log.info("sample %d step %d/%d", p.first_sample, p.step, p.total_steps)
@@ -526,6 +541,12 @@ def main() -> int:
     p.add_argument("--cg-iters", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--card", type=Path, help="model card to write the fit into")
+    p.add_argument(
+        "--noise-scan",
+        action="store_true",
+        help="give reconstruct the simulated cases' noise covariance, as a noise scan would "
+        "(the FOV rule then uses its measured-noise limit); the real brain has none",
+    )
     p.add_argument("--figure", type=Path)
     p.add_argument("--json", type=Path, help="per-case numbers")
     p.add_argument(

@@ -320,7 +320,10 @@ def reconstruct(
     if rule and not per_coil and axis is not None:
         low, high = (v / scale for v in fov_edge_sides(sense, axis))
         place = fov_place(low, high)
-        if place == INSIDE and cfg.cg_iters_inside is not None and noise_sigma < FOV_RULE_NOISE:
+        limit = inside_noise_limit(
+            measured=whitened or cfg.noise_sigma is not None, acceleration=acceleration_class(mask)
+        )
+        if place == INSIDE and cfg.cg_iters_inside is not None and noise_sigma < limit:
             cfg = replace(cfg, cg_iters=cfg.cg_iters_inside)
         elif place == CUT and cfg.cg_iters_cut is not None:
             cfg = replace(cfg, cg_iters=cfg.cg_iters_cut)
@@ -328,7 +331,7 @@ def reconstruct(
             f"line mask, the object {place} in the phase-encode direction (CG-SENSE signal in "
             f"the outer {FOV_EDGE_LINES} lines {low:.3f} / {high:.3f} of the image scale; "
             f"inside below {FOV_EDGE_SIGNAL:g} on average, cut from {FOV_CUT_SIGNAL:g} on both "
-            f"sides), noise {noise_sigma:.3f} of it (limit {FOV_RULE_NOISE:g}): "
+            f"sides), noise {noise_sigma:.3f} of it (limit {limit:g}): "
             f"cg_iters {cfg.cg_iters}"
         )
         log.info("data trust: %s", cg_note)
@@ -472,9 +475,28 @@ FOV_EDGE_SIGNAL = 0.1
 # 0.05-0.1 more CG iterations fit the noise and cost up to 0.75 dB (7 of 8 cases) on heads
 # inside the FOV too (benchmarks/results/fov_rule.md); at 0.01-0.03 they help
 FOV_RULE_NOISE = 0.04
+# ... where the noise is measured (a noise scan: the data are prewhitened, or ``noise_sigma`` is
+# given), under FOV_RULE_NOISE_MEASURED at R <= 4 instead: through the replay with a noise scan,
+# on heads inside the FOV at 128-256, cg_iters 10 against 5 costs 0.13-0.61 dB at R=4 at noise
+# 0.03 (9 of 9 cases), -0.33 to +0.04 (median -0.12) at 0.02 and gains 0.09-0.45 dB at 0.01,
+# while at R=8 it gains 0.01-0.19 at both (benchmarks/results/fov_rule_noise.md; the measured
+# noise reads 0.010 / 0.019-0.021 / 0.026-0.030 for those). The estimate from the k-space
+# periphery, used without a noise scan, reads 0.012-0.023 for a simulated 0.005 (its signal
+# inflates it), so the lower limit needs the measured level
+FOV_RULE_NOISE_MEASURED = 0.015
+FOV_RULE_NOISE_MEASURED_MAX_R = 4
 # cut on both sides: each side's outer lines at least FOV_CUT_SIGNAL of the image scale
 # (0.14-0.31 on the cut heads, at most 0.093 on the side a touching head leaves free)
 FOV_CUT_SIGNAL = 0.12
+
+
+def inside_noise_limit(measured: bool, acceleration: int) -> float:
+    """The noise (over the image scale) under which a head inside the FOV gets
+    ``cg_iters_inside``: FOV_RULE_NOISE_MEASURED where a noise scan measured the noise and R is
+    at most FOV_RULE_NOISE_MEASURED_MAX_R, else FOV_RULE_NOISE."""
+    if measured and acceleration <= FOV_RULE_NOISE_MEASURED_MAX_R:
+        return FOV_RULE_NOISE_MEASURED
+    return FOV_RULE_NOISE
 
 
 INSIDE = "inside the field of view"

@@ -260,10 +260,24 @@ def test_cg_iters_follow_where_the_object_lies_for_line_masks(
     assert (flat.cg_iters, flat.cg_note) == (3, "")
     off = reconstruct(kspace * _mask(), _mask(), _prior(), FAST, maps=maps, generator=g)
     assert (off.cg_iters, off.cg_note) == (FAST.cg_iters, "")
-    # noisy data are not given more data trust, however far inside the object lies
-    noisy = replace(config, noise_sigma=0.05)
-    loud = reconstruct(kspace * _mask(), _mask(), _prior(), noisy, maps=maps, generator=g)
-    assert loud.cg_iters == min(cg, 3) and "noise 0.050 of it (limit 0.04)" in loud.cg_note
+    # noisy data are not given more data trust, however far inside the object lies; a noise
+    # level that is given (measured by a noise scan) has the lower limit at R <= 4 (here R = 2)
+    for sigma in (0.05, 0.02):
+        noisy = replace(config, noise_sigma=sigma)
+        loud = reconstruct(kspace * _mask(), _mask(), _prior(), noisy, maps=maps, generator=g)
+        assert loud.cg_iters == min(cg, 3)
+        assert f"noise {sigma:.3f} of it (limit 0.015)" in loud.cg_note
+    quiet = replace(config, noise_sigma=0.01)
+    low = reconstruct(kspace * _mask(), _mask(), _prior(), quiet, maps=maps, generator=g)
+    assert low.cg_iters == cg
+
+
+def test_inside_noise_limit_is_lower_only_for_measured_noise_at_r_up_to_4() -> None:
+    from diffusion_core.reconstruct import inside_noise_limit
+
+    assert [inside_noise_limit(True, r) for r in (1, 2, 4, 8, 16)] == [0.015] * 3 + [0.04] * 2
+    # estimated from the k-space periphery (no noise scan): signal inflates it, the old limit
+    assert [inside_noise_limit(False, r) for r in (2, 4, 8)] == [0.04] * 3
 
 
 @pytest.mark.parametrize("name", ["cg_iters_inside", "cg_iters_cut"])
