@@ -267,6 +267,9 @@ def reconstruct_cases(
             "nfe": cfg.nfe,
             # the CG iterations the samples used (the FOV rule's choice with --fov-rule)
             "cg_iters": out.cg_iters,
+            # rho as reconstruct measured it (on the prewhitened data with --noise-scan, which
+            # "kspace" above is not)
+            "residual_ratio": out.residual_ratio,
             "seconds": time.perf_counter() - start,
         }
         torch.save(results, args.cache)
@@ -275,7 +278,10 @@ def reconstruct_cases(
 
 
 def residual_ratio(r: dict) -> float:
-    """The data misfit rho of a cached case's mean (1 for caches made before they kept the data)."""
+    """The data misfit rho of a cached case's mean: as reconstruct measured it, or recomputed
+    from the cached data (1 for caches made before they kept the data)."""
+    if "residual_ratio" in r:
+        return float(r["residual_ratio"])
     if "kspace" not in r or "maps" not in r:
         return 1.0
     return data_residual_ratio(r["kspace"], r["mask"], r["maps"], r["mean"], r["noise"])
@@ -453,6 +459,7 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
                 if args.fov_rule
                 else ""
             )
+            + (", the simulated noise given as a noise scan measures it" if args.noise_scan else "")
             + ": "
             + ", ".join(sorted(set(groups)))
             + " (benchmarks/generalization_cases.py, benchmarks/calibrate_default.py)"

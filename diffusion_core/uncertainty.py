@@ -60,7 +60,6 @@ ALPHA = 0.05
 Z_NOMINAL = 2.0
 CRC = "conformal risk control"
 EMPIRICAL = "empirical mean coverage"
-TRANSPORTED = "transported by the matrix trend"
 
 
 def finite_k_factor(k: int, alpha: float = ALPHA) -> float:
@@ -550,50 +549,3 @@ def merged(
         )
     }
     return tuple(e for e in old if e.setting not in replaced) + new
-
-
-def transported(
-    entries: tuple[CalibrationEntry, ...], base: CalibrationEntry, matrix: int
-) -> CalibrationEntry:
-    """``base`` carried to another image ``matrix`` by the trend the card measured on the other
-    CG settings: its factor times the geometric mean of their factor ratio (``matrix`` over
-    ``base``'s), taken over the entries that differ from ``base`` in ``cg_iters`` only and exist
-    at both matrices. For a setting whose own population is too small or too mixed to fit at
-    every grid (heads at one edge of the FOV, cg 5); the noise and misfit terms are ``base``'s.
-    Raises ValueError when no other CG setting has entries at both matrices."""
-    if matrix <= 0 or base.setting.matrix in (UNRECORDED_MATRIX, matrix):
-        raise ValueError(
-            f"transport {base.setting.label()} to matrix {matrix}: expected a recorded matrix "
-            "on both sides, and two different ones"
-        )
-    by_setting = {e.setting: e for e in entries}
-    ratios: list[tuple[int, float]] = []
-    for e in entries:
-        s = e.setting
-        if s.matrix != base.setting.matrix or s.cg_iters == base.setting.cg_iters:
-            continue
-        if replace(s, cg_iters=base.setting.cg_iters) != base.setting:
-            continue
-        there = by_setting.get(replace(s, matrix=matrix))
-        if there is not None:
-            ratios.append((s.cg_iters, there.factor / e.factor))
-    if not ratios:
-        raise ValueError(
-            f"transport {base.setting.label()} to matrix {matrix}: no other CG setting has "
-            f"entries at matrix {base.setting.matrix} and {matrix}"
-        )
-    ratios.sort()
-    trend = math.exp(sum(math.log(r) for _, r in ratios) / len(ratios))
-    via = ", ".join(f"cg_iters {cg} x{r:.3f}" for cg, r in ratios)
-    return replace(
-        base,
-        setting=replace(base.setting, matrix=matrix),
-        factor=base.factor * trend,
-        method=TRANSPORTED,
-        data=(
-            f"the matrix {base.setting.matrix} entry ({base.factor:.3f}, fitted on {base.data}) "
-            f"x{trend:.3f}, the geometric mean of the factor ratios {matrix} / "
-            f"{base.setting.matrix} of {via}; coverage_before / coverage_after are the "
-            f"matrix {base.setting.matrix} fit's"
-        ),
-    )
