@@ -108,3 +108,42 @@ def test_the_replays_fov_rule_finds_the_one_side_cropped_real_brain_at_one_edge(
         kspace, _ = crop_width(real.kspace, real.reference, fraction, side)
         place = replay_place(kspace, seed=100 + seed)
         assert place[0] == AT_EDGE, (fraction, side, place)
+
+
+def test_cached_misfit_is_the_one_reconstruct_measured_on_prewhitened_data() -> None:
+    """With --noise-scan the data are prewhitened inside reconstruct; the cached k-space is not,
+    so rho recomputed from it is off by the whitening (it read 24-277 on FLAIR cases)."""
+    from benchmarks.calibrate_default import residual_ratio
+    from diffusion_core.reconstruct import ReconConfig, reconstruct
+    from tests.diffusion_core.complex_checks import random_complex
+    from tests.diffusion_core.gaussian_problem import smooth_circulant_prior, smooth_maps
+
+    shape, sigma = (24, 24), 0.01
+    g = torch.Generator().manual_seed(0)
+    maps = smooth_maps(4, shape).to(torch.complex64)
+    truth = smooth_circulant_prior(shape).sample((1,), g)[0].to(torch.complex64)
+    mask = torch.zeros(shape)
+    mask[:, ::2] = 1
+    mask[:, 9:15] = 1
+    kspace = (fft2c(maps * truth) + sigma * random_complex((4, *shape), g)) * mask
+    cfg = ReconConfig(sampler="dds", nfe=4, num_samples=2, cg_iters=3, sigma_max=20.0)
+    out = reconstruct(
+        kspace,
+        mask,
+        smooth_circulant_prior(shape),
+        cfg,
+        maps=maps,
+        noise_cov=2 * sigma**2 * torch.eye(4, dtype=torch.complex64),
+        generator=g,
+    )
+    cached = {
+        "kspace": kspace,
+        "mask": mask,
+        "maps": out.maps,
+        "mean": out.mean,
+        "noise": out.noise_sigma * out.scale,
+        "residual_ratio": out.residual_ratio,
+    }
+    assert residual_ratio(cached) == out.residual_ratio and 0.3 < out.residual_ratio < 3.0
+    del cached["residual_ratio"]
+    assert residual_ratio(cached) > 10 * out.residual_ratio, residual_ratio(cached)  # the old way
