@@ -459,7 +459,11 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
                 if args.fov_rule
                 else ""
             )
-            + (", the simulated noise given as a noise scan measures it" if args.noise_scan else "")
+            + (
+                ", the simulated noise given as a noise scan measures it (the real brain's estimated)"
+                if args.noise_scan
+                else ""
+            )
             + ": "
             + ", ".join(sorted(set(groups)))
             + " (benchmarks/generalization_cases.py, benchmarks/calibrate_default.py)"
