@@ -79,11 +79,11 @@ def cases(
     matrix: int, volume_cases: int, mask_class: str, partial: bool = False, edge: bool = False
 ):
     """(name, subject, kspace, mask, reference, noise) of the held-out subjects (noise: the
-    simulated noise per real channel, None for the real brain, whose noise is not known). ``partial``: heads the
-    field of view cuts: only the plan's partial-head slices (FOV 0.8-0.95 x the head), and the real
-    brain with its image cropped to :data:`REAL_CROP` of its width (the phase-encode direction of
-    the line masks). ``edge``: heads shifted against one edge (:func:`edge_plan`), and the real
-    brain cropped on one side (:data:`EDGE_CROPS`)."""
+    simulated noise per real channel; None for the real brain, whose noise is not known).
+    ``partial``: heads the field of view cuts: only the plan's partial-head slices (FOV
+    0.8-0.95 x the head), and the real brain with its image cropped to :data:`REAL_CROP` of its
+    width (the phase-encode direction of the line masks). ``edge``: heads shifted against one
+    edge (:func:`edge_plan`), and the real brain cropped on one side (:data:`EDGE_CROPS`)."""
     out = []
     subject = load_subject(DATA / "train_volumes" / "niivue_FLAIR.nii.gz")
     make_plan = edge_plan if edge else partial_plan if partial else case_plan
@@ -460,7 +460,8 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
                 else ""
             )
             + (
-                ", the simulated noise given as a noise scan measures it (the real brain's estimated)"
+                ", the simulated noise given as a noise scan measures it"
+                " (the real brain's estimated)"
                 if args.noise_scan
                 else ""
             )

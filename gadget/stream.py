@@ -10,7 +10,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import ismrmrd
 import numpy as np
@@ -114,7 +114,7 @@ def cartesian_acquisitions(
         if isinstance(item, ismrmrd.Acquisition):
             index += 1
         if reason is None:
-            assert isinstance(item, ismrmrd.Acquisition)  # _unhandled_reason says so
+            item = cast(ismrmrd.Acquisition, item)  # _unhandled_reason passes acquisitions only
             if item.trajectory_dimensions > 0 and not placed_by_counters:
                 placed_by_counters = True
                 log.info(
