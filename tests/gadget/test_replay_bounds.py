@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 from fake_recon import ZeroFilledRss
+from gadget_helpers import shepp_logan
 
 from gadget.cli import main
 from gadget.config import GadgetConfig
@@ -184,8 +185,6 @@ def test_cartesian_file_with_stored_coordinates_gives_the_same_images(
 ) -> None:
     """ismrmrd-tools' ``-k`` adds each line's k-space coordinates to a Cartesian file; those
     lines were once passed on as non-Cartesian and the file gave no image."""
-    from gadget_helpers import shepp_logan
-
     with_coordinates = shepp_logan(tmp_path / "k.h5", acceleration=2, noise=0.02, coordinates=True)
     with h5py.File(with_coordinates) as f:
         assert (f["dataset/data"]["head"]["trajectory_dimensions"][1:] == 2).all()  # [0]: noise
