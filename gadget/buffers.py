@@ -67,6 +67,20 @@ def buffer_slices(recon_data: Iterable[ReconData]) -> Iterator[BufferSlice]:
 def assemble_buffer(job: BufferSlice, geometry: EncodingGeometry) -> AssembledSlice:
     """The assembled slice of one (N, S, LOC); its ``source`` is the whole ReconData."""
     bit = job.data.bits[job.bit]
+    spaces = sorted(
+        {
+            int(h.encoding_space_ref)
+            for h in np.asarray(bit.data.headers).ravel()
+            if h is not None and h.number_of_samples
+        }
+        - {0}
+    )
+    if spaces:
+        # BucketToBuffer makes one bit per <encoding>; encoding 0's grid does not fit the others.
+        raise AssemblyError(
+            f"{job}: lines of encoding space {', '.join(map(str, spaces))}; this gadget "
+            "reconstructs encoding space 0 only"
+        )
     assembled = _slice(bit.data, bit.ref, job.index, geometry)
     return dataclasses.replace(assembled, source=(job.data,))
 

@@ -64,6 +64,10 @@ def _unhandled_reason(item: object) -> str | None:
     for flag, name in _NOT_IMAGING.items():
         if item.is_flag_set(flag):
             return f"{name} acquisition"
+    if item.encoding_space_ref != 0 and not item.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
+        # Another <encoding> of the header (another matrix, FOV or trajectory): placing its lines
+        # on encoding 0's grid would mix two acquisitions into one slice.
+        return f"acquisition of encoding space {item.encoding_space_ref}, not encoding space 0"
     return None
 
 

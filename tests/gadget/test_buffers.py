@@ -110,3 +110,33 @@ def test_a_bad_buffer_is_passed_on_once_and_the_next_reconstructed(full_file) ->
     assert summary.slices_done == 1 and len(summary.failed) == 2
     assert "ReconData bit 1, (N, S, LOC) = (0, 0, 0)" in summary.failed[1]
     assert "non-finite" in summary.failed[0]
+
+
+def test_a_bit_of_another_encoding_space_is_passed_on_and_says_why(full_file) -> None:
+    """BucketToBuffer makes one bit per <encoding>: a bit whose lines belong to encoding space 1
+    is not assembled on encoding 0's grid; its ReconData goes downstream once, bit 0 is
+    reconstructed."""
+    from test_gadgetron_listen import fake_reconstructor
+
+    from gadget.connections import MemoryConnection
+    from gadget.handlers import handle_recon_data
+
+    header, lines = _lines(full_file, shift=0, cut=0)
+    good = bucket_to_buffer(
+        [remove_ro_oversampling(a, MATRIX) for a in lines], header, forref=False
+    )
+    other = bucket_to_buffer(
+        [remove_ro_oversampling(a, MATRIX) for a in lines], header, forref=False
+    )
+    for h in np.asarray(other.headers).ravel():
+        if h.number_of_samples:
+            h.encoding_space_ref = 1
+    data = ReconData([ReconBit(good, None), ReconBit(other, None)])
+    sent: list[object] = []
+    summary = handle_recon_data(
+        MemoryConnection(None, header, [data], sent.append), fake_reconstructor
+    )
+    assert [type(s).__name__ for s in sent] == ["Image", "Image", "ReconData"]
+    assert sent[2] is data
+    assert summary.slices_done == 1 and len(summary.failed) == 1
+    assert "ReconData bit 1" in summary.failed[0] and "encoding space 1" in summary.failed[0]

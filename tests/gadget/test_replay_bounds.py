@@ -199,3 +199,49 @@ def test_cartesian_file_with_stored_coordinates_gives_the_same_images(
             images.append(f["dataset/image_1/data"][:])
     assert images[0].shape == images[1].shape
     np.testing.assert_allclose(images[1], images[0], rtol=1e-5, atol=1e-6 * np.abs(images[0]).max())
+
+
+def test_lines_of_a_second_encoding_space_are_kept_not_mixed_into_slices(
+    accelerated_file, tmp_path
+) -> None:
+    """A header with two <encoding>s: lines with encoding_space_ref 1 (another matrix) were once
+    placed on encoding 0's grid and came out as a third, garbage image set with encoding 0's
+    indices. They are now passed on unchanged (replay keeps them in /data)."""
+    import copy
+
+    import ismrmrd
+    from gadget_helpers import acquisitions_of
+
+    xml, acquisitions = acquisitions_of(accelerated_file)
+    header = ismrmrd.xsd.CreateFromDocument(xml)
+    second = copy.deepcopy(header.encoding[0])
+    second.encodedSpace.matrixSize.x, second.encodedSpace.matrixSize.y = 48, 24
+    second.reconSpace.matrixSize.x, second.reconSpace.matrixSize.y = 24, 24
+    header.encoding.append(second)
+    mixed = tmp_path / "two_encodings.h5"
+    dataset = ismrmrd.Dataset(str(mixed), "dataset", create_if_needed=True)
+    dataset.write_xml_header(header.toXML("utf-8"))
+    for acquisition in acquisitions:
+        dataset.append_acquisition(acquisition)
+    rng = np.random.default_rng(0)
+    for ky in range(24):
+        data = rng.standard_normal((4, 48)) + 1j * rng.standard_normal((4, 48))
+        line = ismrmrd.Acquisition.from_array(data.astype(np.complex64))
+        line.encoding_space_ref, line.center_sample = 1, 24
+        line.idx.kspace_encode_step_1 = ky
+        if ky == 23:
+            line.set_flag(ismrmrd.ACQ_LAST_IN_SLICE)
+        dataset.append_acquisition(line)
+    dataset.close()
+    images = []
+    for source in (accelerated_file, mixed):
+        out = tmp_path / f"out_{source.stem}.h5"
+        result = replay(
+            source, out, GadgetConfig(device="cpu"), progress=False, reconstructor=ZeroFilledRss()
+        )
+        assert result.run.ok and result.run.slices_done == 2
+        with h5py.File(out) as f:
+            images.append(f["dataset/image_1/data"][:])
+            kept = f["dataset/data"]["head"]["encoding_space_ref"] if "data" in f["dataset"] else []
+        assert list(kept) == ([1] * 24 if source == mixed else [])
+    np.testing.assert_array_equal(images[1], images[0])
