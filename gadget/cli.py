@@ -226,6 +226,12 @@ def _serve_options(commands: argparse._SubParsersAction) -> None:
         help="send back acquisitions/waveforms that are not reconstructed (FIRE clients read "
         "them; gadgetron_ismrmrd_client cannot)",
     )
+    serve.add_argument(
+        "--refuse-unknown-config",
+        action="store_true",
+        help="end a session whose CONFIG_FILE names no configuration of this server (default: "
+        "use the default configuration and warn, as python-ismrmrd-server does)",
+    )
     caps = serve.add_argument_group("limits per session")
     caps.add_argument("--idle-timeout", type=float, default=limits.idle_timeout_s, metavar="S")
     caps.add_argument(
@@ -281,7 +287,10 @@ def _serve(args: argparse.Namespace) -> int:
             config_from_text(text)  # a clear error for a file that is not a configuration
             named.append((name, session_config(base, ConfigTextMessage(text)).config))
         server_config = dataclasses.replace(
-            base, named=tuple(named), return_unprocessed=args.return_unprocessed
+            base,
+            named=tuple(named),
+            return_unprocessed=args.return_unprocessed,
+            refuse_unknown_names=args.refuse_unknown_config,
         )
         for path in server_config.allowed_checkpoints:
             read_card(path)  # names the missing or malformed file now, not at a client's session

@@ -3,7 +3,9 @@
 A session's configuration is built once, before any data is read, from (in this order):
 
 1. the configuration message: CONFIG_FILE names one of the server's configurations
-   (:attr:`ServerConfig.names`); CONFIG_TEXT is a ``<configuration>`` with ``<property>``
+   (:attr:`ServerConfig.names`; an unknown name gets the server's default configuration and a
+   WARNING saying so, as python-ismrmrd-server falls back to its default, unless the server
+   refuses unknown names); CONFIG_TEXT is a ``<configuration>`` with ``<property>``
    elements or a whole Gadgetron chain, whose properties are laid over the server's own;
 2. a JSON TEXT message right after the header, as python-ismrmrd-server's client sends a
    ``<config>.json`` / the file's ``configAdditional``: ``{"parameters": {...}}``. Its
@@ -155,6 +157,10 @@ class ServerConfig:
             images of the input). python-ismrmrd-server's client reads them;
             ``gadgetron_ismrmrd_client`` stops at them ("Unknown Message ID"), so it is off
             by default and only counted in a closing TEXT.
+        refuse_unknown_names: a CONFIG_FILE (or JSON ``config``) name the server does not have
+            ends the session with an ERROR; by default it gets the default configuration and a
+            WARNING. python-ismrmrd-server's client sends ``invertcontrast`` unless told
+            otherwise, and its reference server falls back to its default configuration.
     """
 
     default: GadgetConfig = field(default_factory=GadgetConfig)
@@ -162,6 +168,7 @@ class ServerConfig:
     named: tuple[tuple[str, GadgetConfig], ...] = ()
     limits: ServerLimits = field(default_factory=ServerLimits)
     return_unprocessed: bool = False
+    refuse_unknown_names: bool = False
 
     def __post_init__(self) -> None:
         names = [checkpoint_name(p) for p in self.allowed_checkpoints]
@@ -184,17 +191,22 @@ class ServerConfig:
         """The configuration names CONFIG_FILE may give (also with ``.xml`` appended)."""
         return (*BUILTIN_NAMES, *(name for name, _ in self.named))
 
-    def by_name(self, name: str) -> GadgetConfig:
+    def by_name(self, name: str) -> tuple[GadgetConfig, str | None]:
+        """The configuration ``name`` gives, and a note when it is not one of the server's (the
+        default is used then, or SessionError if the server refuses unknown names)."""
         base = name[:-4] if name.endswith(".xml") else name
         if base in BUILTIN_NAMES:
-            return self.default
+            return self.default, None
         for known, config in self.named:
             if known == base:
-                return config
-        raise SessionError(
-            f"configuration {name!r} is not one of this server's: expected one of "
-            f"{list(self.names)} (CONFIG_FILE), or a CONFIG_TEXT with <property> elements"
-        )
+                return config, None
+        problem = f"configuration {name!r} is not one of this server's {list(self.names)}"
+        if self.refuse_unknown_names:
+            raise SessionError(
+                f"{problem}: expected one of them (CONFIG_FILE), or a CONFIG_TEXT with "
+                "<property> elements"
+            )
+        return self.default, f"{problem}; reconstructing with its default configuration"
 
     def checkpoint(self, requested: str) -> str:
         """The allowed checkpoint a client's ``checkpoint`` property names."""
@@ -237,13 +249,15 @@ def session_config(
     """Resolve a session's configuration (see the module docstring); SessionError if it cannot."""
     notes: list[str] = []
     if isinstance(first, ConfigFileMessage):
-        base, client = server.by_name(first.name), {}
+        (base, note), client = server.by_name(first.name), {}
+        notes.extend([note] if note else [])
     else:
         base, client = server.default, _xml_properties(first.text)
     if parameters:
         chosen = str(parameters.get("customconfig") or parameters.get("config") or "")
-        if chosen:
-            base, client = server.by_name(chosen), {}
+        if chosen:  # it replaces the CONFIG_FILE's choice, and any note about that
+            (base, note), client = server.by_name(chosen), {}
+            notes[:] = [f"JSON parameter config: {note}"] if note else []
         unknown = []
         for key, value in parameters.items():
             if key in ("config", "customconfig"):

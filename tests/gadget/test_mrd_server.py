@@ -151,7 +151,6 @@ def test_unreconstructed_items_are_counted_for_gadgetron_and_returned_to_fire(
 @pytest.mark.parametrize(
     ("setup", "expected"),
     [
-        ({"config_file": "invertcontrast"}, "configuration 'invertcontrast' is not one of"),
         (
             {"config_text": configuration_xml({"nfe": "1000"}).decode()},
             "property 'nfe' is 1000; this server allows at most 100",
@@ -161,7 +160,6 @@ def test_unreconstructed_items_are_counted_for_gadgetron_and_returned_to_fire(
             "property 'checkpoint' '/etc/passwd': not a prior of this server",
         ),
         ({"config_text": "<configuration><property"}, "CONFIG_TEXT is not well-formed XML"),
-        ({"config_file": "default", "json_config": '{"parameters": {"config": "x"}}'}, "'x'"),
         (
             {"config_file": "default", "json_config": '{"parameters": {"cg_select": [5, 40]}}'},
             "property 'cg_select' is '5,40'; this server allows CG iteration counts up to 30",
@@ -172,11 +170,9 @@ def test_unreconstructed_items_are_counted_for_gadgetron_and_returned_to_fire(
         ),
     ],
     ids=[
-        "unknown-name",
         "nfe-cap",
         "checkpoint-path",
         "bad-xml",
-        "json-config-name",
         "cg-cap",
         "cg-inside-cap",
     ],
@@ -187,6 +183,42 @@ def test_bad_configuration_is_a_text_error_then_close(make_server, full_file, se
     got = fire_session(_port(server), xml.decode(), acquisitions, **setup)
     assert got.closed and got.images == []
     assert len(got.texts) == 1 and got.texts[0].startswith("ERROR: ") and expected in got.texts[0]
+
+
+def test_an_unknown_configuration_name_gets_the_default_and_a_warning(make_server, full_file):
+    """client.py sends CONFIG_FILE 'invertcontrast' unless given -c, and python-ismrmrd-server
+    falls back to its default configuration for a name it lacks; so does this server, saying so.
+    With refuse_unknown_names the session ends with an ERROR instead."""
+    xml, acquisitions = acquisitions_of(full_file)
+    server = make_server()
+    got = fire_session(_port(server), xml.decode(), acquisitions, config_file="invertcontrast")
+    assert got.closed and len(got.images) == 2
+    assert got.texts[0].rstrip("\n") == (
+        "WARNING: configuration 'invertcontrast' is not one of this server's "
+        "['default', 'diffusion_acquisitions']; reconstructing with its default configuration"
+    )
+    json_choice = '{"parameters": {"config": "x"}}'
+    got = fire_session(
+        _port(server), xml.decode(), acquisitions, config_file="default", json_config=json_choice
+    )
+    assert got.closed and len(got.images) == 2
+    assert got.texts[0].startswith("WARNING: JSON parameter config: configuration 'x' is not one")
+    # a JSON choice that the server has replaces the CONFIG_FILE's, and the note about it
+    json_choice = '{"parameters": {"config": "default"}}'
+    got = fire_session(
+        _port(server),
+        xml.decode(),
+        acquisitions,
+        config_file="invertcontrast",
+        json_config=json_choice,
+    )
+    assert got.closed and len(got.images) == 2 and not any("WARNING" in t for t in got.texts)
+    strict = make_server(ServerConfig(GadgetConfig(device="cpu"), refuse_unknown_names=True))
+    got = fire_session(_port(strict), xml.decode(), acquisitions, config_file="invertcontrast")
+    assert got.closed and got.images == [] and len(got.texts) == 1
+    assert got.texts[0].startswith(
+        "ERROR: configuration 'invertcontrast' is not one of this server's"
+    )
 
 
 def test_header_over_the_caps_or_missing_an_element_is_a_text_error(make_server, full_file):
