@@ -51,12 +51,15 @@ import torch
 import torch.nn.functional as F
 
 from diffusion_core.fft import fft2c
-from diffusion_core.masks import poisson_disc_mask, random_columns_mask
+from diffusion_core.masks import equispaced_columns_mask, poisson_disc_mask, random_columns_mask
 from diffusion_core.normalization import magnitude_scale
 
 COIL_KINDS = ("loops", "birdcage", "head_array", "random")
 NOISE_LEVELS = (0.01, 0.03)
 MASK_CLASSES = ("R=4 1D random", "R=8 1D random", "R=8 2D Poisson")
+# A scanner's parallel-imaging pattern (GRAPPA / SENSE): every R-th line plus an ACS block of
+# 24 lines per 192; not among the benchmark's default classes (the replay check uses them).
+EQUISPACED_CLASSES = ("R=2 1D equispaced", "R=3 1D equispaced", "R=4 1D equispaced")
 ORIENTATIONS = ("sagittal", "coronal", "axial")  # slice normal along volume axis 0, 1, 2
 
 
@@ -413,7 +416,11 @@ def make_mask(mask_class: str, shape: tuple[int, int], seed: int) -> torch.Tenso
         return random_columns_mask((ny, nx), 8.0, max(8, round(16 * nx / 180)), seed)
     if mask_class == "R=8 2D Poisson":
         return poisson_disc_mask((ny, nx), 8.0, max(12, round(24 * min(ny, nx) / 180)), seed)
-    raise ValueError(f"mask class: expected one of {MASK_CLASSES}, got {mask_class!r}")
+    if mask_class in EQUISPACED_CLASSES:  # deterministic: ``seed`` is not used
+        return equispaced_columns_mask((ny, nx), float(mask_class[2]), max(8, round(nx / 8)))
+    raise ValueError(
+        f"mask class: expected one of {MASK_CLASSES + EQUISPACED_CLASSES}, got {mask_class!r}"
+    )
 
 
 def case_plan(subject: Subject, cases: int, matrix: tuple[int, int], seed: int) -> list[CaseSpec]:

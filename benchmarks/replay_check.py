@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.generalization import false_signal, outside_object  # noqa: E402
 from benchmarks.generalization_cases import (  # noqa: E402
+    EQUISPACED_CLASSES,
     Case,
     case_plan,
     load_subject,
@@ -58,7 +59,7 @@ from diffusion_core.metrics import object_region, psnr  # noqa: E402
 from gadget.datasets import open_read_only  # noqa: E402
 
 MASKS = ("R=4 1D random", "R=8 1D random")
-ACCELERATION = {"R=4 1D random": 4, "R=8 1D random": 8}
+ACCELERATION = {"R=4 1D random": 4, "R=8 1D random": 8} | {m: int(m[2]) for m in EQUISPACED_CLASSES}
 
 HEADER = """<?xml version="1.0"?>
 <ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=4)
     p.add_argument("--case-seed", type=int, default=7)
     p.add_argument("--matrix", type=int, default=192)
-    p.add_argument("--masks", nargs="+", default=list(MASKS), choices=MASKS)
+    p.add_argument("--masks", nargs="+", default=list(MASKS), choices=MASKS + EQUISPACED_CLASSES)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--l1-weights", type=float, nargs="+", default=[0.001, 0.003, 0.01])
     p.add_argument(

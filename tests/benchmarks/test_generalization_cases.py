@@ -15,6 +15,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.generalization_cases import (  # noqa: E402
     COIL_KINDS,
+    EQUISPACED_CLASSES,
     MASK_CLASSES,
     CoilSpec,
     Placement,
@@ -126,6 +127,23 @@ def test_masks_have_their_acceleration_and_calibration(mask_class: str) -> None:
         assert bool(mask[64 - 8 : 64 + 8, 60 - 8 : 60 + 8].all())  # the 16 x 16 square
         assert float(mask[:, :40].mean()) < 1 / 8  # sparser away from the centre
     assert not torch.equal(mask, make_mask(mask_class, (128, 120), seed=2))
+
+
+@pytest.mark.parametrize("mask_class", EQUISPACED_CLASSES)
+def test_equispaced_masks_are_every_rth_line_and_a_24_line_block_per_192(mask_class: str) -> None:
+    r = int(mask_class[2])
+    mask = make_mask(mask_class, (192, 192), seed=1)
+    assert bool((mask == mask[:1]).all())  # whole phase-encode lines
+    lines = mask[0].numpy() > 0
+    acs = np.zeros(192, dtype=bool)
+    acs[96 - 12 : 96 + 12] = True
+    grid = (np.arange(192) - 96) % r == 0  # the k = 0 line is on the grid
+    np.testing.assert_array_equal(lines, acs | grid)
+    assert torch.equal(mask, make_mask(mask_class, (192, 192), seed=2))  # no randomness
+    wide = np.zeros(256, dtype=bool)
+    wide[128 - 16 : 128 + 16] = True  # a 32-line block at 256
+    wide |= (np.arange(256) - 128) % r == 0
+    np.testing.assert_array_equal(make_mask(mask_class, (256, 256), 0)[0].numpy() > 0, wide)
 
 
 def test_case_plan_varies_orientation_coils_noise_and_fov() -> None:
