@@ -1,9 +1,12 @@
-"""cg_iters_inside 10 against 5 through the replay CLI (with a noise scan), against BART, on
-heads of ``replay_check.py``'s case plans with their noise level overridden: what sets
-``FOV_RULE_NOISE_MEASURED`` (benchmarks/results/fov_rule_noise.md).
+"""One replay option at two values through the replay CLI (with a noise scan), against BART, on
+heads of ``replay_check.py``'s case plans with their noise level overridden: what set
+``FOV_RULE_NOISE_MEASURED`` (cg_iters_inside 10 against 5) and what sets the data trust of noisy
+scans (cg_iters 3 against 5; benchmarks/results/fov_rule_noise.md).
 
     PYTHONPATH=$PWD python benchmarks/fov_rule_noise.py --heads 11:0 11:1 7:1 --matrix 192 \
         --noise 0.03 0.02 --out /tmp/n192.json
+    PYTHONPATH=$PWD python benchmarks/fov_rule_noise.py --heads 11:0 11:1 7:1 --matrix 192 \
+        --noise 0.03 --option=--cg-iters --values 3 5 --masks "R=4 1D equispaced"
 
 ``--heads PLAN_SEED:INDEX``: case ``INDEX`` of ``case_plan(niivue_FLAIR, 4, matrix, PLAN_SEED)``.
 """
@@ -22,14 +25,14 @@ from benchmarks.generalization_cases import case_plan, load_subject, make_case  
 from benchmarks.replay_check import check_case  # noqa: E402
 
 
-def replay_options(cg_iters_inside: int) -> argparse.Namespace:
+def replay_options(option: str, value: int) -> argparse.Namespace:
     """``replay_check.check_case``'s options: white noise with a 256-sample noise scan, BART at
-    the better of weights 0.003 / 0.01, the replay at its defaults but ``--cg-iters-inside``."""
+    the better of weights 0.003 / 0.01, the replay at its defaults but ``option value``."""
     return argparse.Namespace(
         noise_mixing=0.0,
         noise_samples=256,
         l1_weights=[0.003, 0.01],
-        replay_args=["--cg-iters-inside", str(cg_iters_inside)],
+        replay_args=[option, str(value)],
     )
 
 
@@ -39,10 +42,13 @@ def main() -> None:
     p.add_argument("--matrix", type=int, nargs="+", required=True)
     p.add_argument("--noise", type=float, nargs="+", required=True)
     p.add_argument("--masks", nargs="+", default=["R=4 1D random"])
+    p.add_argument("--option", default="--cg-iters-inside", help="the replay option compared")
+    p.add_argument("--values", type=int, nargs=2, default=[10, 5], metavar=("A", "B"))
     p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     subject = load_subject(a.data_dir / "train_volumes" / "niivue_FLAIR.nii.gz")
+    first, second = a.values
     rows = []
     for m in a.matrix:
         for h in a.heads:
@@ -53,20 +59,21 @@ def main() -> None:
                     subject, spec.slice_spec, spec.coils, noise, spec.placement, spec.seed
                 )
                 for mask in a.masks:
-                    res = {cg: check_case(case, mask, 0, replay_options(cg)) for cg in (10, 5)}
-                    d = res[10].margin - res[5].margin
+                    res = {
+                        v: check_case(case, mask, 0, replay_options(a.option, v)) for v in a.values
+                    }
                     row = dict(
                         matrix=m,
                         head=h,
                         case=case.meta.name,
                         noise=noise,
                         mask=mask,
-                        cg_used=[res[10].cg_iters, res[5].cg_iters],
-                        margin10=res[10].margin,
-                        margin5=res[5].margin,
-                        diff=d,
-                        cov10=res[10].coverage,
-                        cov5=res[5].coverage,
+                        option=a.option,
+                        values=[first, second],
+                        cg_used=[res[first].cg_iters, res[second].cg_iters],
+                        margins=[res[first].margin, res[second].margin],
+                        diff=res[first].margin - res[second].margin,
+                        coverage=[res[first].coverage, res[second].coverage],
                     )
                     rows.append(row)
                     print(json.dumps(row), flush=True)

@@ -154,3 +154,37 @@ def _readout_lines(m: torch.Tensor) -> bool:
     columns = rows.any(0).nonzero()
     extent = int(columns[-1] - columns[0]) + 1
     return bool((starts == 1).all()) and int(rows.sum(1).min()) * 2 >= extent
+
+
+def regular_spacing(mask: torch.Tensor, axis: int) -> int | None:
+    """The spacing R of a regular line mask (every R-th line plus a calibration block, as a
+    scanner's GRAPPA / SENSE acquisition), or None for irregular (random) line sampling.
+
+    ``axis`` is :func:`phase_encode_axis`'s: 0 if the rows of mask (ky, kx) are the readouts.
+    Regular: at least 4 sampled lines outside the calibration block (the longest sampled run
+    through the centre line), all on one grid of spacing R >= 2 (one residue mod R, R their
+    smallest gap), with at least 90 % of that grid's positions between the first and the last
+    of them sampled (a few dropped lines, partial Fourier at either end are still regular).
+    """
+    m = (mask != 0).cpu()
+    lines = (m.any(1) if axis == 0 else m.any(0)).numpy()
+    n = lines.size
+    lo = hi = n // 2
+    if not lines[lo]:
+        return None
+    while lo > 0 and lines[lo - 1]:
+        lo -= 1
+    while hi < n - 1 and lines[hi + 1]:
+        hi += 1
+    outside = np.flatnonzero(lines)
+    outside = outside[(outside < lo) | (outside > hi)]
+    if outside.size < 4:
+        return None
+    gaps = np.diff(outside)
+    gaps = gaps[(outside[:-1] > hi) | (outside[1:] < lo)]  # not across the calibration block
+    spacing = int(gaps.min()) if gaps.size else 0
+    if spacing < 2 or np.unique(outside % spacing).size != 1:
+        return None
+    grid = np.arange(outside[0], outside[-1] + 1, spacing)
+    grid = grid[(grid < lo) | (grid > hi)]
+    return spacing if outside.size >= 0.9 * grid.size else None

@@ -46,9 +46,11 @@ class GadgetConfig:
             image scale); 0: always ``cg_iters``. More data trust
             helps there and costs 1.3-1.7 dB on heads the FOV cuts, whose single-set ESPIRiT maps
             are wrong at the seam (``diffusion_core.reconstruct.ReconConfig.cg_iters_inside``).
+            Not for lines on a regular grid (parallel imaging), where it does not help.
         cg_iters_cut: CG iterations instead where the FOV cuts the object on both sides in the
             phase-encode direction (line masks; both outer line pairs carry signal): less data
-            trust fits less of the maps' error there; 0: always ``cg_iters``.
+            trust fits less of the maps' error there; also for lines on a regular grid whose
+            noise is above the limit; 0: always ``cg_iters``.
         cg_select: candidate ``cg_iters`` (comma-separated, e.g. ``5,10``; empty: off) to choose
             per slice from the data: for 2D (Poisson-like) masks 20 % of the sampled entries
             outside the calibration block are held back and the candidate that predicts them best

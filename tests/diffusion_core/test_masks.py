@@ -2,7 +2,12 @@ import pytest
 import torch
 
 from diffusion_core.calibration import calibration_data, calibration_region
-from diffusion_core.masks import equispaced_columns_mask, poisson_disc_mask, random_columns_mask
+from diffusion_core.masks import (
+    equispaced_columns_mask,
+    poisson_disc_mask,
+    random_columns_mask,
+    regular_spacing,
+)
 
 
 def test_random_columns_mask_count_acs_and_seed():
@@ -22,6 +27,32 @@ def test_equispaced_columns_mask_spacing():
     expected[0::4] = 1  # aligned on the centre column 32
     expected[28:36] = 1
     assert torch.equal(cols, expected)
+
+
+def test_regular_spacing_tells_a_scanners_grid_from_random_lines():
+    for r in (2, 3, 4, 8):
+        mask = equispaced_columns_mask((192, 160), r, 24)
+        assert regular_spacing(mask, axis=1) == r
+        assert regular_spacing(mask.T.contiguous(), axis=0) == r  # rows as the readouts
+        partial = mask.clone()
+        partial[:, :50] = 0  # partial Fourier: the first 50 lines not acquired
+        assert regular_spacing(partial, axis=1) == r
+    dropped = equispaced_columns_mask((192, 192), 2, 24)
+    dropped[:, [2, 40, 150]] = 0  # three dropped lines of 84 outside the block: still regular
+    assert regular_spacing(dropped, axis=1) == 2
+    holes = equispaced_columns_mask((192, 192), 2, 24)
+    holes[:, 0:60:4] = 0  # a quarter of one side's grid missing: not a regular acquisition
+    assert regular_spacing(holes, axis=1) is None
+    shifted = equispaced_columns_mask((192, 192), 4, 24)
+    shifted[:, 9] = 1  # a line off the grid (the grid: 96 + 4 k)
+    assert regular_spacing(shifted, axis=1) is None
+    for seed in range(10):  # random lines have gaps of 1 somewhere
+        assert regular_spacing(random_columns_mask((192, 192), 4.0, 21, seed), axis=1) is None
+        assert regular_spacing(random_columns_mask((192, 192), 8.0, 16, seed), axis=1) is None
+    assert regular_spacing(torch.ones(64, 64), axis=1) is None  # fully sampled: no lines outside
+    centre_missing = equispaced_columns_mask((64, 64), 2, 8)
+    centre_missing[:, 32] = 0
+    assert regular_spacing(centre_missing, axis=1) is None
 
 
 def test_poisson_disc_mask_fraction_calibration_and_density():

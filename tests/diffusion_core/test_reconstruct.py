@@ -24,10 +24,14 @@ def _prior() -> GaussianDenoiser:
     return smooth_circulant_prior(SHAPE)
 
 
-def _mask() -> torch.Tensor:
+def _mask(regular: bool = True) -> torch.Tensor:
+    """Every third column and 6 ACS columns; not ``regular``: two lines moved off that grid."""
     mask = torch.zeros(SHAPE)
     mask[:, ::3] = 1
     mask[:, 9:15] = 1
+    if not regular:
+        mask[:, [3, 18]] = 0
+        mask[:, [4, 19]] = 1
     return mask
 
 
@@ -250,10 +254,21 @@ def test_cg_iters_follow_where_the_object_lies_for_line_masks(
     config = ReconConfig(
         sampler="dds", nfe=4, num_samples=2, cg_iters=3, cg_iters_inside=7, cg_iters_cut=2
     )
-    lines = reconstruct(kspace * _mask(), _mask(), _prior(), config, maps=maps, generator=g)
+    irregular = _mask(regular=False)
+    lines = reconstruct(kspace * irregular, irregular, _prior(), config, maps=maps, generator=g)
     assert lines.cg_iters == cg
     assert f"line mask, the object {place} in the phase-encode direction" in lines.cg_note
     assert lines.cg_note.endswith(f"cg_iters {lines.cg_iters}")
+    # lines on a regular grid (parallel imaging): no more data trust inside the FOV, and less
+    # (cg_iters_cut) wherever the noise is above the limit
+    grid = reconstruct(kspace * _mask(), _mask(), _prior(), config, maps=maps, generator=g)
+    assert grid.cg_iters == (3 if cg == 7 else cg)
+    assert ("the lines a regular grid (one in 3): no more data trust" in grid.cg_note) == (cg == 7)
+    noisy_grid = replace(config, noise_sigma=0.02)
+    loud = reconstruct(kspace * _mask(), _mask(), _prior(), noisy_grid, maps=maps, generator=g)
+    assert loud.cg_iters == 2
+    if cg != 2:
+        assert "the lines a regular grid (one in 3) and the noise above the limit" in loud.cg_note
     # a 2D pattern keeps cg_iters; so does the rule switched off
     points = poisson_disc_mask(SHAPE, 2.0, 8, 0)
     flat = reconstruct(kspace * points, points, _prior(), config, maps=maps, generator=g)
@@ -264,11 +279,11 @@ def test_cg_iters_follow_where_the_object_lies_for_line_masks(
     # level that is given (measured by a noise scan) has the lower limit at R <= 4 (here R = 2)
     for sigma in (0.05, 0.02):
         noisy = replace(config, noise_sigma=sigma)
-        loud = reconstruct(kspace * _mask(), _mask(), _prior(), noisy, maps=maps, generator=g)
+        loud = reconstruct(kspace * irregular, irregular, _prior(), noisy, maps=maps, generator=g)
         assert loud.cg_iters == min(cg, 3)
         assert f"noise {sigma:.3f} of it (limit 0.015)" in loud.cg_note
     quiet = replace(config, noise_sigma=0.01)
-    low = reconstruct(kspace * _mask(), _mask(), _prior(), quiet, maps=maps, generator=g)
+    low = reconstruct(kspace * irregular, irregular, _prior(), quiet, maps=maps, generator=g)
     assert low.cg_iters == cg
 
 
