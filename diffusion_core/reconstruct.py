@@ -333,15 +333,16 @@ def reconstruct(
         spacing = regular_spacing(mask, axis)
         quiet = noise_sigma < limit
         grid = ""
-        if place == INSIDE and cfg.cg_iters_inside is not None and quiet and spacing is None:
-            cfg = replace(cfg, cg_iters=cfg.cg_iters_inside)
+        if place == INSIDE and cfg.cg_iters_inside is not None and quiet:
+            if spacing is None:
+                cfg = replace(cfg, cg_iters=cfg.cg_iters_inside)
+            else:
+                grid = f"; the lines a regular grid (one in {spacing}): no more data trust inside"
         elif place == CUT and cfg.cg_iters_cut is not None:
             cfg = replace(cfg, cg_iters=cfg.cg_iters_cut)
         elif spacing is not None and not quiet and cfg.cg_iters_cut is not None:
             cfg = replace(cfg, cg_iters=cfg.cg_iters_cut)
             grid = f"; the lines a regular grid (one in {spacing}) and the noise above the limit"
-        if spacing is not None and place == INSIDE and quiet and cfg.cg_iters_inside is not None:
-            grid = f"; the lines a regular grid (one in {spacing}): no more data trust inside"
         cg_note = (
             f"line mask, the object {place} in the phase-encode direction (CG-SENSE signal in "
             f"the outer {FOV_EDGE_LINES} lines {low:.3f} / {high:.3f} of the image scale; "

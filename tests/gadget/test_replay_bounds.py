@@ -3,16 +3,18 @@ message naming the item and what was expected, no traceback, and no output file.
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import h5py
+import ismrmrd
 import numpy as np
 import pytest
 from fake_recon import ZeroFilledRss
-from gadget_helpers import shepp_logan
+from gadget_helpers import acquisitions_of, shepp_logan
 
 from gadget.cli import main
 from gadget.config import GadgetConfig
@@ -180,6 +182,19 @@ def test_samples_too_large_for_float32_fail_their_slice_by_name(accelerated_file
 
 
 @pytest.mark.timeout(60)
+def _zero_filled_replay(source: Path, tmp_path: Path) -> tuple[np.ndarray, list[int]]:
+    """Replay ``source`` with the zero-filled reconstructor (2 slices expected): the first image
+    series and the encoding_space_ref of the raw acquisitions the output kept in /data."""
+    out = tmp_path / f"out_{source.stem}.h5"
+    result = replay(
+        source, out, GadgetConfig(device="cpu"), progress=False, reconstructor=ZeroFilledRss()
+    )
+    assert result.run.ok and result.run.slices_done == 2
+    with h5py.File(out) as f:
+        kept = f["dataset/data"]["head"]["encoding_space_ref"] if "data" in f["dataset"] else []
+        return f["dataset/image_1/data"][:], [int(k) for k in kept]
+
+
 def test_cartesian_file_with_stored_coordinates_gives_the_same_images(
     accelerated_file, tmp_path
 ) -> None:
@@ -188,15 +203,7 @@ def test_cartesian_file_with_stored_coordinates_gives_the_same_images(
     with_coordinates = shepp_logan(tmp_path / "k.h5", acceleration=2, noise=0.02, coordinates=True)
     with h5py.File(with_coordinates) as f:
         assert (f["dataset/data"]["head"]["trajectory_dimensions"][1:] == 2).all()  # [0]: noise
-    images = []
-    for source in (accelerated_file, with_coordinates):
-        out = tmp_path / f"out_{source.stem}.h5"
-        result = replay(
-            source, out, GadgetConfig(device="cpu"), progress=False, reconstructor=ZeroFilledRss()
-        )
-        assert result.run.ok and result.run.slices_done == 2
-        with h5py.File(out) as f:
-            images.append(f["dataset/image_1/data"][:])
+    images = [_zero_filled_replay(s, tmp_path)[0] for s in (accelerated_file, with_coordinates)]
     assert images[0].shape == images[1].shape
     np.testing.assert_allclose(images[1], images[0], rtol=1e-5, atol=1e-6 * np.abs(images[0]).max())
 
@@ -207,11 +214,6 @@ def test_lines_of_a_second_encoding_space_are_kept_not_mixed_into_slices(
     """A header with two <encoding>s: lines with encoding_space_ref 1 (another matrix) were once
     placed on encoding 0's grid and came out as a third, garbage image set with encoding 0's
     indices. They are now passed on unchanged (replay keeps them in /data)."""
-    import copy
-
-    import ismrmrd
-    from gadget_helpers import acquisitions_of
-
     xml, acquisitions = acquisitions_of(accelerated_file)
     header = ismrmrd.xsd.CreateFromDocument(xml)
     second = copy.deepcopy(header.encoding[0])
@@ -233,15 +235,7 @@ def test_lines_of_a_second_encoding_space_are_kept_not_mixed_into_slices(
             line.set_flag(ismrmrd.ACQ_LAST_IN_SLICE)
         dataset.append_acquisition(line)
     dataset.close()
-    images = []
-    for source in (accelerated_file, mixed):
-        out = tmp_path / f"out_{source.stem}.h5"
-        result = replay(
-            source, out, GadgetConfig(device="cpu"), progress=False, reconstructor=ZeroFilledRss()
-        )
-        assert result.run.ok and result.run.slices_done == 2
-        with h5py.File(out) as f:
-            images.append(f["dataset/image_1/data"][:])
-            kept = f["dataset/data"]["head"]["encoding_space_ref"] if "data" in f["dataset"] else []
-        assert list(kept) == ([1] * 24 if source == mixed else [])
-    np.testing.assert_array_equal(images[1], images[0])
+    plain, kept_plain = _zero_filled_replay(accelerated_file, tmp_path)
+    with_second, kept = _zero_filled_replay(mixed, tmp_path)
+    assert kept_plain == [] and kept == [1] * 24
+    np.testing.assert_array_equal(with_second, plain)
