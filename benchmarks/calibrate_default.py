@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.generalization_cases import (  # noqa: E402
     COIL_KINDS,
+    EQUISPACED_CLASSES,
     MASK_CLASSES,
     NOISE_LEVELS,
     case_plan,
@@ -108,7 +109,9 @@ def cases(
     if partial:
         kspace, reference = crop_width(kspace, reference, REAL_CROP)
         name = f"{name} cropped to x{REAL_CROP:g} of its width"
-    for seed in range(2):
+    # a regular mask is the same for both seeds: one real-brain case, not the same one twice
+    real_masks = 1 if mask_class in EQUISPACED_CLASSES and not edge else 2
+    for seed in range(real_masks):
         k, ref, label = kspace, reference, name
         if edge:  # one side cut: the high-x side kept for mask 0, the low-x side for mask 1
             fraction = EDGE_CROPS[seed]
@@ -277,6 +280,30 @@ def reconstruct_cases(
     return keys
 
 
+def entry_groups(
+    results: dict, keys_by_class: dict[str, list[str]], cg_iters: int, only_cg: list[int]
+) -> dict[tuple[str, int], list[str]]:
+    """The cached cases (``keys_by_class``: cache keys per mask class) grouped into the
+    calibration entries they make, keyed (mask classes joined by " + ", CG iterations): one per
+    setting a model card tells apart (:func:`acceleration_class`, :func:`mask_sampling` of the
+    mask) and per CG setting the cases used (with --fov-rule, the rule's choice per case; only
+    those of ``only_cg`` where it is not empty). Mask classes that fall in one setting (R=2 and
+    R=3 equispaced lines: class 2, 1D) are fitted together, or the second's entry would replace
+    the first's in the card."""
+    groups: dict[tuple[int, str, int], dict[str, list[str]]] = {}
+    for mask_class, keys in keys_by_class.items():
+        for key in keys:
+            r = results[key]
+            cg = cg_of(r, cg_iters)
+            if not only_cg or cg in only_cg:
+                setting = (acceleration_class(r["mask"]), mask_sampling(r["mask"]), cg)
+                groups.setdefault(setting, {}).setdefault(mask_class, []).append(key)
+    return {
+        (" + ".join(by_class), cg): [key for keys in by_class.values() for key in keys]
+        for (_, _, cg), by_class in groups.items()
+    }
+
+
 def residual_ratio(r: dict) -> float:
     """The data misfit rho of a cached case's mean: as reconstruct measured it, or recomputed
     from the cached data (1 for caches made before they kept the data)."""
@@ -287,9 +314,10 @@ def residual_ratio(r: dict) -> float:
     return data_residual_ratio(r["kspace"], r["mask"], r["maps"], r["mean"], r["noise"])
 
 
-def cg_of(r: dict, args: argparse.Namespace) -> int:
-    """The CG iterations a cached case used (``--cg-iters`` for caches made before they kept it)."""
-    return int(r.get("cg_iters") or args.cg_iters)
+def cg_of(r: dict, default: int) -> int:
+    """The CG iterations a cached case used (``default``, the run's ``--cg-iters``, for caches
+    made before they kept it)."""
+    return int(r.get("cg_iters") or default)
 
 
 def scores_of(r: dict) -> CaseScores:
@@ -313,7 +341,7 @@ def score_card(args: argparse.Namespace, results: dict, keys: list[str], card: P
             args.sampler,
             args.nfe,
             args.samples,
-            cg_of(r, args),
+            cg_of(r, args.cg_iters),
             acceleration_class(mask),
             mask_sampling(mask),
             matrix_size(mask),
@@ -513,7 +541,7 @@ def compare(args: argparse.Namespace, results: dict, mask_class: str, keys: list
     table = []
     for key in keys:
         for sampler in ("dds", args.sampler):
-            name = f"{sampler}|{mask_class}|{short(key)}"
+            name = f"{sampler}|{key.split('|')[1]}|{short(key)}"
             if name not in results:
                 continue
             r = results[name]
@@ -541,7 +569,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--matrix", type=int, default=80)
     p.add_argument("--volume-cases", type=int, default=4)
-    p.add_argument("--masks", nargs="+", default=list(MASK_CLASSES), choices=MASK_CLASSES)
+    p.add_argument(
+        "--masks",
+        nargs="+",
+        default=list(MASK_CLASSES),
+        choices=MASK_CLASSES + EQUISPACED_CLASSES,
+        help="mask classes; those whose masks fall in one acceleration class and sampling "
+        "(R=2 and R=3 equispaced: class 2, 1D) are fitted together into one entry",
+    )
     p.add_argument(
         "--max-cases", type=int, help="use only the first N cases (interleaved subjects)"
     )
@@ -617,18 +652,16 @@ def main() -> int:
         cg_iters_cut=rule.cg_iters_cut if rule else None,
     )
     results = torch.load(args.cache, weights_only=True) if args.cache.is_file() else {}
-    per_mask = {}
+    keys_by_class = {}
     for mask_class in args.masks:
         if args.fit_only:  # the cached reconstructions, in the order they were made
             prefix = f"{args.sampler}|{mask_class}|"
-            keys = [k for k in results if k.startswith(prefix)][: args.max_cases]
+            keys_by_class[mask_class] = [k for k in results if k.startswith(prefix)][
+                : args.max_cases
+            ]
         else:
-            keys = reconstruct_cases(args, cfg, mask_class, results)
-        # one entry per CG setting the cases used (with --fov-rule, the rule's choice per case)
-        for key in keys:
-            cg = cg_of(results[key], args)
-            if not args.fit_cg_iters or cg in args.fit_cg_iters:
-                per_mask.setdefault((mask_class, cg), []).append(key)
+            keys_by_class[mask_class] = reconstruct_cases(args, cfg, mask_class, results)
+    per_mask = entry_groups(results, keys_by_class, args.cg_iters, args.fit_cg_iters)
     if args.score_card:
         for keys in per_mask.values():
             score_card(args, results, keys, args.score_card)

@@ -160,10 +160,10 @@ def run(config: CalibrateConfig) -> int:
     )
     g = torch.Generator().manual_seed(config.seed)
     jobs = [(s, MaskSpec.parse(m)) for s in slices for m in config.masks]
-    results: dict[str, list[tuple[str, str, CaseScores]]] = {}
-    settings: dict[str, Setting] = {}
-    # per mask, the grid of every case; the entry records their median
-    matrices: dict[str, list[int]] = {}
+    # per setting a card tells apart (the grid aside): its cases (name, subject, mask, scores)
+    results: dict[Setting, list[tuple[str, str, str, CaseScores]]] = {}
+    # per setting, the grid of every case; the entry records their median
+    matrices: dict[Setting, list[int]] = {}
     for (name, subject, image), spec in tqdm(jobs, desc="calibrate", disable=not config.progress):
         kspace, truth = simulated_measurement(image, config.coils, config.noise, g)
         mask = spec.make(
@@ -187,10 +187,11 @@ def run(config: CalibrateConfig) -> int:
             noise_var,
             out.residual_ratio,  # the data misfit, for fits with a residual exponent
         )
-        # one entry per mask and CG setting: the FOV rule may give cases of one mask different ones
-        label = f"{spec.label()} cg {out.cg_iters}"
-        results.setdefault(label, []).append((name, subject, scores))
-        settings[label] = Setting(
+        # one entry per setting: the FOV rule may give cases of one mask different CG settings,
+        # and masks of one acceleration class and sampling (equispaced:2 and equispaced:3 with
+        # their ACS lines) share an entry, fitted on the cases of both (two entries of one
+        # setting in a card: reconstruct would use one of them only)
+        setting = Setting(
             config.sampler,
             config.nfe,
             config.num_samples,
@@ -198,7 +199,8 @@ def run(config: CalibrateConfig) -> int:
             acceleration_class(mask),
             mask_sampling(mask),
         )
-        matrices.setdefault(label, []).append(matrix_size(mask))
+        results.setdefault(setting, []).append((name, subject, spec.label(), scores))
+        matrices.setdefault(setting, []).append(matrix_size(mask))
     fk = finite_k_factor(config.num_samples)
     # the shipped card's model: the width grows with the data misfit as the Birge ratio
     exponents, tolerance = (BIRGE,), BIRGE_TOLERANCE
@@ -208,8 +210,9 @@ def run(config: CalibrateConfig) -> int:
         "| noise_weight, factor |"
     )
     print("|---|---|---|---|---|")
-    for label, cases in results.items():
-        scored = [c[2] for c in cases]
+    for setting, cases in results.items():
+        label = f"{' + '.join(dict.fromkeys(c[2] for c in cases))} cg {setting.cg_iters}"
+        scored = [c[3] for c in cases]
         subjects = [c[1] for c in cases]
         groups = subjects if len(set(subjects)) > 1 else [c[0] for c in cases]
         held = (
@@ -219,7 +222,7 @@ def run(config: CalibrateConfig) -> int:
             if len(cases) > 1
             else []
         )
-        for i, (name, _, c) in enumerate(cases):
+        for i, (name, _, spec_label, c) in enumerate(cases):
             raw = coverage(c.ratios(), 2.0)
             if held:
                 h = held[i]
@@ -228,7 +231,9 @@ def run(config: CalibrateConfig) -> int:
                 factor = f"{h.noise_weight:g}, {h.factor:.2f}"
             else:
                 after, factor = "n/a (one case)", ""
-            print(f"| {name} | {label} | {raw:.3f} | {after} | {factor} |")
+            print(
+                f"| {name} | {spec_label} cg {setting.cg_iters} | {raw:.3f} | {after} | {factor} |"
+            )
         fit = fit_model(
             scored, [config.num_samples] * len(cases), ALPHA, NOISE_WEIGHTS, exponents, tolerance
         )
@@ -236,7 +241,7 @@ def run(config: CalibrateConfig) -> int:
         data = f"{len(cases)} cases from {', '.join(sorted(set(subjects)))} ({label}, simulated coils x{config.coils}, noise {config.noise:g})"
         entries.append(
             CalibrationEntry(
-                replace(settings[label], matrix=int(np.median(matrices[label]))),
+                replace(setting, matrix=int(np.median(matrices[setting]))),
                 fit.factor,
                 fit.method,
                 len(cases),

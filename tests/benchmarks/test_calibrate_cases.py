@@ -17,6 +17,7 @@ from benchmarks.calibrate_default import (  # noqa: E402
     REAL_CROP,
     crop_width,
     edge_plan,
+    entry_groups,
     partial_plan,
 )
 from benchmarks.generalization_cases import (  # noqa: E402
@@ -147,3 +148,39 @@ def test_cached_misfit_is_the_one_reconstruct_measured_on_prewhitened_data() -> 
     assert residual_ratio(cached) == out.residual_ratio and 0.3 < out.residual_ratio < 3.0
     del cached["residual_ratio"]
     assert residual_ratio(cached) > 10 * out.residual_ratio, residual_ratio(cached)  # the old way
+
+
+def test_mask_classes_of_one_card_setting_are_fitted_into_one_entry():
+    # at 192, R=2 and R=3 equispaced lines with their 24 ACS lines sample 108 and 80 of 192
+    # lines (R 1.8 and 2.4: class 2), R=4 random 48 (class 4): one card entry for the first two
+    # (else the second would replace the first's), each split by the CG iterations a case used
+    shape = (192, 192)
+    results, keys_by_class = {}, {}
+    for mask_class, cgs in (
+        ("R=2 1D equispaced", (5, 3)),
+        ("R=3 1D equispaced", (5, 5)),
+        ("R=4 1D random", (5, 3)),
+    ):
+        keys_by_class[mask_class] = []
+        for i, cg in enumerate(cgs):
+            key = f"dds|{mask_class}|case {i}"
+            results[key] = {"mask": make_mask(mask_class, shape, seed=i), "cg_iters": cg}
+            keys_by_class[mask_class].append(key)
+    groups = entry_groups(results, keys_by_class, cg_iters=5, only_cg=[])
+    assert groups == {
+        ("R=2 1D equispaced + R=3 1D equispaced", 5): [
+            "dds|R=2 1D equispaced|case 0",
+            "dds|R=3 1D equispaced|case 0",
+            "dds|R=3 1D equispaced|case 1",
+        ],
+        ("R=2 1D equispaced", 3): ["dds|R=2 1D equispaced|case 1"],
+        ("R=4 1D random", 5): ["dds|R=4 1D random|case 0"],
+        ("R=4 1D random", 3): ["dds|R=4 1D random|case 1"],
+    }
+    # only the CG settings asked for; a cache entry without its CG setting has the run's
+    del results["dds|R=4 1D random|case 0"]["cg_iters"]
+    only = entry_groups(results, keys_by_class, cg_iters=3, only_cg=[3])
+    assert only == {
+        ("R=2 1D equispaced", 3): ["dds|R=2 1D equispaced|case 1"],
+        ("R=4 1D random", 3): ["dds|R=4 1D random|case 0", "dds|R=4 1D random|case 1"],
+    }

@@ -131,3 +131,43 @@ def test_calibrate_errors_name_the_data(
     assert main(["calibrate", "--data", str(empty), *common, "--cg-iters-cut", "-1"]) == 2
     assert "--cg-iters-cut: expected >= 0, got -1" in capsys.readouterr().err
     assert torch.get_default_dtype() == torch.float32
+
+
+@pytest.mark.slow
+def test_calibrate_fits_masks_of_one_setting_into_one_entry(
+    volumes: Path, small_checkpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every 2nd and every 3rd line with their ACS lines (R 1.6 and 2.0 at 32 lines) are both
+    acceleration class 2, 1D: a card tells them apart no further, so they make one entry fitted
+    on the cases of both; two entries of one setting would leave one of them unused."""
+    out = tmp_path / "calibrated"
+    rule_off = ("--cg-iters-inside", "0", "--cg-iters-cut", "0")
+    rc = main(
+        [
+            "calibrate",
+            "--data",
+            str(volumes),
+            "--checkpoint",
+            small_checkpoint,
+            "--out",
+            str(out),
+            "--masks",
+            "equispaced:2",
+            "equispaced:3",
+            "random:4",
+            *FAST,
+            "--slices-per-subject",
+            "1",
+            *rule_off,
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    entries = {e.setting.acceleration: e for e in entries_from_card(read_card(out))}
+    assert sorted(entries) == [2, 4], printed
+    assert entries[2].cases == 4 and "equispaced:2 + equispaced:3 cg 2" in entries[2].data
+    assert entries[4].cases == 2 and "equispaced" not in entries[4].data
+    # each case's row names its own mask
+    assert (
+        printed.count("| equispaced:2 cg 2 |") == 2 and printed.count("| equispaced:3 cg 2 |") == 2
+    )
