@@ -374,13 +374,18 @@ class Fit:
     residual_tolerance: float = 1.0
 
 
-def fit_factor(ratio_sets: list[np.ndarray], ks: list[int], alpha: float = ALPHA) -> Fit:
+def fit_factor(
+    ratio_sets: list[np.ndarray], ks: list[int], alpha: float = ALPHA, guarantee: bool = True
+) -> Fit:
     """Smallest factor whose intervals (factor * finite_k_factor(K) * std) keep the mean over cases of
     the per-case miscoverage L_i within the conformal risk control bound (n R_n + 1) / (n + 1) <= alpha.
 
     That bound guarantees E[coverage of a new exchangeable case] >= 1 - alpha. It needs
-    n >= 1/alpha - 1 cases (19 at 95 %); with fewer, the factor makes the mean per-case coverage of
-    the calibration cases 1 - alpha, without a finite-sample guarantee, and ``method`` says so.
+    n >= 1/alpha - 1 cases (19 at 95 %); with fewer, or with ``guarantee`` False, the factor makes
+    the mean per-case coverage of the calibration cases 1 - alpha, without a finite-sample
+    guarantee, and ``method`` says so. The bound takes a case's loss as up to 1 (every pixel
+    outside): at n = 24 it asks a mean coverage of 0.990 of the calibration cases, so a fit that
+    should put each case near 1 - alpha rather than above it on average has ``guarantee`` False.
     """
     n = len(ratio_sets)
     if n == 0 or n != len(ks):
@@ -391,7 +396,7 @@ def fit_factor(ratio_sets: list[np.ndarray], ks: list[int], alpha: float = ALPHA
         raise ValueError("ratio_sets: a case has no object pixels to score")
     target = 1.0 - ((n + 1) * alpha - 1.0) / n
     method = CRC
-    if target > 1.0:
+    if target > 1.0 or not guarantee:
         target, method = 1.0 - alpha, EMPIRICAL
     units = [r / finite_k_factor(k, alpha) for r, k in zip(ratio_sets, ks, strict=True)]
     values = np.concatenate(units)
@@ -408,11 +413,15 @@ def fit_factor(ratio_sets: list[np.ndarray], ks: list[int], alpha: float = ALPHA
 
 
 def leave_one_out(
-    ratio_sets: list[np.ndarray], ks: list[int], groups: list[str], alpha: float = ALPHA
+    ratio_sets: list[np.ndarray],
+    ks: list[int],
+    groups: list[str],
+    alpha: float = ALPHA,
+    guarantee: bool = True,
 ) -> list[Fit]:
     """For each case, the fit on the cases of every other group (subject): never on itself."""
     return [
-        fit_factor([ratio_sets[i] for i in keep], [ks[i] for i in keep], alpha)
+        fit_factor([ratio_sets[i] for i in keep], [ks[i] for i in keep], alpha, guarantee)
         for keep in _other_groups(groups)
     ]
 
@@ -469,13 +478,15 @@ def fit_model(
     noise_weights: tuple[float, ...] = NOISE_WEIGHTS,
     residual_exponents: tuple[float, ...] = (0.0,),
     residual_tolerance: float = 1.0,
+    guarantee: bool = True,
 ) -> Fit:
     """The pair (noise weight of ``noise_weights``, residual exponent of ``residual_exponents``)
     with the least :func:`case_factor_spread` (ties: the smaller exponent, then the smaller
     weight), then the factor on its ratios by :func:`fit_factor`. One case, or cases all without
     noise, keep noise weight 0 (nothing to choose a weight from); one case keeps the first
     exponent given. ``residual_exponents=(BIRGE,)``, ``residual_tolerance=BIRGE_TOLERANCE``: the
-    Birge-ratio inflation of the module docstring (the tolerance is given, not fitted)."""
+    Birge-ratio inflation of the module docstring (the tolerance is given, not fitted).
+    ``guarantee``: as :func:`fit_factor`'s."""
     several = len(cases) > 1
     weights = noise_weights if several and any(c.noise_var > 0 for c in cases) else (0.0,)
     exponents = residual_exponents if several else residual_exponents[:1]
@@ -484,7 +495,8 @@ def fit_model(
         for g in exponents
         for w in weights
     )
-    fit = fit_factor([c.ratios(best, gamma, residual_tolerance) for c in cases], ks, alpha)
+    ratios = [c.ratios(best, gamma, residual_tolerance) for c in cases]
+    fit = fit_factor(ratios, ks, alpha, guarantee)
     tolerance = residual_tolerance if gamma else 1.0
     return Fit(fit.factor, fit.method, fit.mean_coverage, best, gamma, tolerance)
 
@@ -496,6 +508,7 @@ def leave_one_out_model(
     alpha: float = ALPHA,
     residual_exponents: tuple[float, ...] = (0.0,),
     residual_tolerance: float = 1.0,
+    guarantee: bool = True,
 ) -> list[Fit]:
     """For each case, :func:`fit_model` on the cases of every other group (subject)."""
     return [
@@ -505,6 +518,7 @@ def leave_one_out_model(
             alpha,
             residual_exponents=residual_exponents,
             residual_tolerance=residual_tolerance,
+            guarantee=guarantee,
         )
         for keep in _other_groups(groups)
     ]

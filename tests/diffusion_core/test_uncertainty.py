@@ -115,6 +115,24 @@ def test_few_cases_fit_the_mean_coverage_and_say_so() -> None:
     assert abs(exact.mean() - 0.95) < 0.01, exact.mean()
 
 
+def test_without_the_guarantee_many_cases_fit_the_mean_coverage_and_say_so() -> None:
+    """n = 24: conformal risk control asks a mean coverage of 1 - ((n + 1) alpha - 1) / n = 0.990
+    of the calibration cases; without the guarantee the fit puts their mean at 0.95 and the exact
+    coverage of a fresh case averages 0.95, not above."""
+    rng = np.random.default_rng(3)
+    n = 24
+    draws = [_cases(rng, n) for _ in range(60)]
+    guaranteed = [fit_factor(c, [K] * n) for c in draws]
+    assert {f.method for f in guaranteed} == {CRC}
+    assert all(f.mean_coverage >= 1 - ((n + 1) * 0.05 - 1) / n - 1e-9 for f in guaranteed)
+    fits = [fit_factor(c, [K] * n, guarantee=False) for c in draws]
+    assert {f.method for f in fits} == {EMPIRICAL}
+    assert all(abs(f.mean_coverage - 0.95) < 0.005 for f in fits)
+    exact = np.array([_exact_coverage(f.factor) for f in fits])
+    assert abs(exact.mean() - 0.95) < 0.01, exact.mean()
+    assert np.mean([_exact_coverage(f.factor) for f in guaranteed]) > 0.975
+
+
 def test_leave_one_out_never_fits_on_the_held_out_group() -> None:
     wide, narrow = np.full(100, 10.0), np.linspace(0.01, 1.0, 100)
     fits = leave_one_out([narrow, narrow, wide], [K] * 3, ["a", "a", "b"])
