@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "diffusion_core"))
 from training_data_files import ellipsoid_volume, write_nifti
 
 from diffusion_core.checkpoint import load_checkpoint, read_card
-from diffusion_core.uncertainty import BIRGE, BIRGE_TOLERANCE, EMPIRICAL, entries_from_card
+from diffusion_core.uncertainty import BIRGE, BIRGE_TOLERANCE, CRC, EMPIRICAL, entries_from_card
 from gadget.cli import main
 
 FAST = [
@@ -171,3 +171,33 @@ def test_calibrate_fits_masks_of_one_setting_into_one_entry(
     assert (
         printed.count("| equispaced:2 cg 2 |") == 2 and printed.count("| equispaced:3 cg 2 |") == 2
     )
+
+
+@pytest.mark.slow
+def test_calibrate_fit_mean_drops_the_risk_control_bound_and_says_so(
+    tmp_path: Path, small_checkpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """24 cases: risk control asks a mean case coverage of 1 - (25 x 0.05 - 1) / 24 = 0.990 of
+    them; --fit mean fits 0.95 and the card says it has no finite-sample guarantee."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name, radii in (("carol", (13, 14, 26)), ("dave", (14, 12, 25))):
+        vol = ellipsoid_volume((36, 36, 60), radii).astype(np.float32)
+        vol *= 1 + 0.3 * rng.random(vol.shape).astype(np.float32)
+        write_nifti(folder / f"{name}.nii.gz", vol, (1.0, 1.0, 1.0))
+    rule_off = ("--cg-iters-inside", "0", "--cg-iters-cut", "0")
+    fitted = {}
+    for fit in ("risk-control", "mean"):
+        out = tmp_path / fit
+        rc = calibrate(
+            folder, small_checkpoint, out, "--slices-per-subject", "12", "--fit", fit, *rule_off
+        )
+        printed = capsys.readouterr().out
+        assert rc == 0, printed
+        (fitted[fit],) = entries_from_card(read_card(out))
+    guaranteed, mean = fitted["risk-control"], fitted["mean"]
+    assert guaranteed.cases == mean.cases == 24
+    assert guaranteed.method == CRC and guaranteed.coverage_after >= 1 - 0.25 / 24 - 1e-9
+    assert mean.method == EMPIRICAL and 0.95 <= mean.coverage_after < 0.955
+    assert mean.factor < guaranteed.factor
