@@ -233,8 +233,10 @@ def messages(
         try:
             mid = read_message_id(stream)
         except ConnectionError as error:
+            # names the message the stream ended in (a cut inside an id leaves no other item)
             raise ConnectionError(
-                f"the stream ended after {count} data messages without CLOSE: {error}"
+                f"the stream ended after {count} data messages without CLOSE, where the id of "
+                f"message {count + 1} or CLOSE was expected: {error}"
             ) from None
         if mid == CLOSE:
             return
