@@ -46,13 +46,21 @@ def open_hdf5(path: Path, what: str = "input") -> h5py.File:
 
 def dataset_group(file: h5py.File, path: Path, group: str) -> h5py.Group:
     """The ISMRMRD dataset group ``/group`` (with ``xml`` and ``data``), or InputError."""
-    node = file.get(group)
+    try:
+        node = file.get(group)
+        found = sorted(file.keys())
+    except (RuntimeError, KeyError) as error:
+        # h5py's words for a damaged root group: "wrong B-tree signature", "Link iteration
+        # failed (actual len exceeds EOA)"
+        raise InputError(
+            f"{path}: its top-level group cannot be read (a damaged HDF5 file: {error}); "
+            f"expected an ISMRMRD file with a /{group} dataset group"
+        ) from None
     if node is not None and not isinstance(node, h5py.Group):
         raise InputError(
             f"{path}: /{group} is an HDF5 {type(node).__name__.lower()}; expected the group of "
             "an ISMRMRD dataset (holding xml and data)"
         )
-    found = sorted(file.keys())
     if node is None and group in found:
         raise InputError(
             f"{path}: /{group} is listed but cannot be read (a damaged HDF5 object); expected "
