@@ -71,7 +71,13 @@ def dataset_group(file: h5py.File, path: Path, group: str) -> h5py.Group:
             f"{path}: no group /{group}; expected an ISMRMRD dataset group there "
             f"(top-level entries: {found})"
         )
-    missing = [name for name in ("xml", "data") if name not in node]
+    try:
+        missing = [name for name in ("xml", "data") if name not in node]
+    except (RuntimeError, KeyError) as error:
+        raise InputError(
+            f"{path}: /{group} cannot be listed (a damaged HDF5 group: {error}); expected an "
+            "ISMRMRD dataset group holding xml and data"
+        ) from None
     if missing:
         raise InputError(f"{path}: /{group} is not an ISMRMRD dataset (missing {missing})")
     return node
@@ -92,7 +98,7 @@ def member_dataset(group: h5py.Group, name: str, path: Path, expected: str) -> h
                 f"expected {expected}"
             ) from None
         raise InputError(f"{where}: missing; expected {expected}") from None
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RuntimeError) as error:  # RuntimeError: h5py, damaged B-trees
         raise InputError(f"{where}: cannot be opened ({error}); expected {expected}") from None
     if not isinstance(node, h5py.Dataset):
         raise InputError(f"{where} is an HDF5 {type(node).__name__.lower()}; expected {expected}")
@@ -109,7 +115,7 @@ def read_xml(group: h5py.Group, path: Path) -> bytes:
         )
     try:
         value = node[(0,) * node.ndim] if node.ndim else node[()]
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RuntimeError) as error:
         raise InputError(
             f"{where}: cannot be read ({error}): the file is damaged; expected the ISMRMRD header"
         ) from None
@@ -212,7 +218,7 @@ class AcquisitionReader:
         for start in range(0, len(self), _CHUNK):
             try:
                 chunk = self.dataset.fields("head")[start : start + _CHUNK]
-            except (OSError, ValueError, KeyError) as error:
+            except (OSError, ValueError, KeyError, RuntimeError) as error:
                 raise InputError(
                     f"{self.where}: acquisition headers {start}.. cannot be read ({error}): the "
                     "file is damaged; expected readable ISMRMRD acquisition headers"
@@ -253,7 +259,7 @@ class AcquisitionReader:
         row = np.empty(1, dtype=acquisition_dtype)
         try:
             self.dataset.read_direct(row, source_sel=np.s_[index : index + 1])
-        except (OSError, ValueError, TypeError) as error:
+        except (OSError, ValueError, TypeError, RuntimeError) as error:
             raise InputError(
                 f"{self.where}: acquisition {index} cannot be read ({error}): the file is "
                 "damaged there; expected an ISMRMRD acquisition"
