@@ -101,7 +101,7 @@ def _slices(config: CalibrateConfig) -> list[tuple[str, str, torch.Tensor]]:
     for path in files:
         try:
             slices = source_slices(path, DataConfig(crop=config.crop))
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, RuntimeError) as err:  # h5py: RuntimeError too
             log.warning("calibration data %s: skipped, cannot be read (%s)", path, err)
             continue
         if not slices:
