@@ -105,13 +105,27 @@ def member_dataset(group: h5py.Group, name: str, path: Path, expected: str) -> h
     return node
 
 
+def _dtype(node: h5py.Dataset, where: str, expected: str) -> np.dtype:
+    """``node``'s datatype, or InputError where the file's datatype message is damaged (h5py
+    raises UnicodeDecodeError for a damaged compound member name, RuntimeError / OSError for
+    other damage)."""
+    try:
+        return node.dtype
+    except (ValueError, RuntimeError, OSError) as error:
+        raise InputError(
+            f"{where}: its datatype cannot be read (a damaged HDF5 datatype: {error}); "
+            f"expected {expected}"
+        ) from None
+
+
 def read_xml(group: h5py.Group, path: Path) -> bytes:
     """The header text of ``group/xml``: a dataset holding one string, as libismrmrd writes it."""
     where = f"{path}:{group.name}/xml"
     node = member_dataset(group, "xml", path, "a dataset of one string (the ISMRMRD header)")
-    if node.dtype.kind not in "OS" or node.shape is None or node.size < 1:
+    dtype = _dtype(node, where, "one string (the ISMRMRD header)")
+    if dtype.kind not in "OS" or node.shape is None or node.size < 1:
         raise InputError(
-            f"{where}: shape {node.shape}, type {node.dtype}; expected one string (the ISMRMRD header)"
+            f"{where}: shape {node.shape}, type {dtype}; expected one string (the ISMRMRD header)"
         )
     try:
         value = node[(0,) * node.ndim] if node.ndim else node[()]
@@ -201,9 +215,12 @@ class AcquisitionReader:
         return cls(dataset, f"{path}:{group.name.rstrip('/')}/data", limits)
 
     def __init__(self, dataset: h5py.Dataset, where: str, limits: GridLimits) -> None:
-        if not isinstance(dataset, h5py.Dataset) or dataset.dtype.names is None:
+        if not isinstance(dataset, h5py.Dataset):
             raise InputError(f"{where}: expected the compound dataset of ISMRMRD acquisitions")
-        names = set(dataset.dtype.names)
+        dtype = _dtype(dataset, where, "the compound dataset of ISMRMRD acquisitions")
+        if dtype.names is None:
+            raise InputError(f"{where}: expected the compound dataset of ISMRMRD acquisitions")
+        names = set(dtype.names)
         if not {"head", "data"} <= names:
             raise InputError(f"{where}: fields {sorted(names)}, expected head, traj and data")
         self.dataset = dataset

@@ -61,3 +61,23 @@ def test_damage_inside_a_dataset_is_an_input_error_naming_it(
                 read_xml(group, raw)
     message = str(caught.value)
     assert item in message and DAMAGE in message and "expected" in message
+
+
+@pytest.mark.parametrize("member", ["data", "xml"])
+def test_a_damaged_datatype_names_the_dataset_and_what_was_expected(
+    raw: Path, monkeypatch: pytest.MonkeyPatch, member: str
+) -> None:
+    """A damaged compound member name: h5py's dtype raises UnicodeDecodeError."""
+
+    def undecodable(self: h5py.Dataset) -> None:
+        if self.name.endswith(member):
+            raise UnicodeDecodeError("utf-8", b"\xef", 0, 1, "invalid continuation byte")
+        return original.fget(self)
+
+    original = h5py.Dataset.dtype
+    monkeypatch.setattr(h5py.Dataset, "dtype", property(undecodable))
+    with pytest.raises(ReplayError) as caught:
+        check_input(raw, "dataset")
+    message = str(caught.value)
+    assert f"/dataset/{member}: its datatype cannot be read" in message
+    assert "invalid continuation byte" in message and "expected" in message
