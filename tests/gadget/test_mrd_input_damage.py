@@ -69,7 +69,7 @@ def test_a_damaged_datatype_names_the_dataset_and_what_was_expected(
 ) -> None:
     """A damaged compound member name: h5py's dtype raises UnicodeDecodeError."""
 
-    def undecodable(self: h5py.Dataset) -> None:
+    def undecodable(self: h5py.Dataset) -> object:
         if self.name.endswith(member):
             raise UnicodeDecodeError("utf-8", b"\xef", 0, 1, "invalid continuation byte")
         return original.fget(self)
