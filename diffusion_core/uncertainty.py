@@ -495,8 +495,9 @@ def fit_model(
         for g in exponents
         for w in weights
     )
-    ratios = [c.ratios(best, gamma, residual_tolerance) for c in cases]
-    fit = fit_factor(ratios, ks, alpha, guarantee)
+    fit = fit_factor(
+        [c.ratios(best, gamma, residual_tolerance) for c in cases], ks, alpha, guarantee
+    )
     tolerance = residual_tolerance if gamma else 1.0
     return Fit(fit.factor, fit.method, fit.mean_coverage, best, gamma, tolerance)
 
