@@ -8,8 +8,9 @@ Only one group per open slice is held, so memory stays bounded over long scans.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import ismrmrd
@@ -43,6 +44,11 @@ class SliceKey(NamedTuple):
 
     def __str__(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self._asdict().items())
+
+    def location(self) -> tuple[int, int, int, int]:
+        """(slice, contrast, set, average): what an interleaved pattern stays at while its
+        repetition or phase moves on."""
+        return self.slice, self.contrast, self.set, self.average
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,8 @@ class AssembledSlice:
             unchanged if the slice cannot be reconstructed.
         noise_note: whether and how the data are prewhitened (``prewhitened: ...`` or
             ``not prewhitened: <reason>``), for the images' meta.
+        calibration_note: where ``calibration`` came from when it is not the slice's own
+            reference lines (:func:`interleaved_calibration`), for the images' meta.
     """
 
     key: SliceKey
@@ -117,6 +125,7 @@ class AssembledSlice:
     reference: ismrmrd.AcquisitionHeader
     source: tuple[object, ...] = ()
     noise_note: str = ""
+    calibration_note: str = ""
 
     @property
     def prewhitened(self) -> bool:
@@ -248,3 +257,58 @@ def remove_oversampling(
     hi = torch.where(any_measured, nx_encoded - 1 - measured.flip(-1).float().argmax(-1), -1)
     covered = (k >= lo[..., None]) & (k <= hi[..., None])
     return cropped, covered
+
+
+def interleaved_calibration(
+    slices: Iterable[AssembledSlice], interleave: int
+) -> Iterator[AssembledSlice]:
+    """Coil-map calibration data for calibration mode ``interleaved``.
+
+    There successive repetitions (or phases) of one slice location sample shifted copies of one
+    pattern of every ``interleave``-th line, so none of them alone may hold a calibration block,
+    while ``interleave`` successive ones sample every line. Each slice gets as ``calibration`` the
+    average k-space of the last ``interleave`` slices of its location (:meth:`SliceKey.location`)
+    up to it; the first ones of a location wait for ``interleave`` to arrive (or for the end of the
+    stream, then they use what came). Its own data and mask stay as they were: only the coil maps
+    see the other repetitions. At most ``interleave`` slices per location are held. A slice with
+    calibration lines of its own (mode separate or external) passes as it is.
+    """
+    if interleave < 2:
+        yield from slices
+        return
+    recent: dict[tuple[int, int, int, int], deque[AssembledSlice]] = {}
+    waiting: dict[tuple[int, int, int, int], list[AssembledSlice]] = {}
+    for assembled in slices:
+        location = assembled.key.location()
+        window = recent.setdefault(location, deque(maxlen=interleave))
+        window.append(assembled)
+        waiting.setdefault(location, []).append(assembled)
+        if len(window) == interleave:
+            for held in waiting.pop(location):
+                yield _calibrated(held, window)
+    for location, held_slices in waiting.items():
+        log.info(
+            "end of stream: %d of %d interleaved slices of location (slice, contrast, set, "
+            "average) = %s for their coil maps",
+            len(recent[location]),
+            interleave,
+            location,
+        )
+        for held in held_slices:
+            yield _calibrated(held, recent[location])
+
+
+def _calibrated(assembled: AssembledSlice, window: Iterable[AssembledSlice]) -> AssembledSlice:
+    """``assembled`` with the average k-space of the slices of ``window`` (those of its shape) as
+    its calibration, and a note naming them."""
+    if assembled.calibration is not None:
+        return assembled
+    same = [s for s in window if s.kspace.shape == assembled.kspace.shape]
+    total = torch.zeros_like(assembled.kspace)
+    counts = torch.zeros_like(assembled.mask)
+    for s in same:
+        total += s.kspace * s.mask
+        counts += s.mask
+    names = ", ".join(f"repetition {s.key.repetition} phase {s.key.phase}" for s in same)
+    note = f"coil maps from {len(same)} interleaved slices ({names})"
+    return replace(assembled, calibration=total / counts.clamp(min=1), calibration_note=note)

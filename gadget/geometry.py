@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import ismrmrd
+
+log = logging.getLogger(__name__)
 
 
 class HeaderError(ValueError):
@@ -46,6 +49,10 @@ class EncodingGeometry:
         ky_limits: (minimum, maximum) encode-step-1 index that may be measured.
         separate_calibration: the header's parallelImaging calibrationMode is ``separate`` or
             ``external``: calibration lines are not image data (other contrast or resolution).
+        interleave: calibrationMode ``interleaved`` (TSENSE-like: successive repetitions or
+            phases sample shifted copies of one undersampled pattern): how many successive ones
+            together sample every line, the header's accelerationFactor.kspace_encoding_step_1;
+            1 for any other mode.
     """
 
     encoded_matrix: tuple[int, int, int]
@@ -55,6 +62,7 @@ class EncodingGeometry:
     ky_center: int
     ky_limits: tuple[int, int]
     separate_calibration: bool = False
+    interleave: int = 1
 
     @property
     def readout_oversampling(self) -> bool:
@@ -138,6 +146,7 @@ class EncodingGeometry:
             ky_center=ky_center,
             ky_limits=(ky_min, ky_max),
             separate_calibration=mode in ("separate", "external"),
+            interleave=_interleave(mode, parallel),
         )
         ny, nx = geometry.grid_shape
         if ny * nx > limits.max_pixels:
@@ -169,6 +178,24 @@ class EncodingGeometry:
                 f"encoded grid needs {needed / 2**30:.1f} GiB, more than the "
                 f"{limits.memory_budget_bytes / 2**30:.1f} GiB budget"
             )
+
+
+def _interleave(mode: object, parallel: object) -> int:
+    """The interleave of calibration mode ``interleaved`` (its acceleration along ky), else 1."""
+    if mode != "interleaved":
+        return 1
+    factor = getattr(getattr(parallel, "accelerationFactor", None), "kspace_encoding_step_1", None)
+    where = "encoding[0].parallelImaging.accelerationFactor.kspace_encoding_step_1"
+    if factor is None:
+        log.warning(
+            "ISMRMRD header: calibrationMode interleaved without %s; not interleaving", where
+        )
+        return 1
+    try:
+        return _count(where, factor, 1, 64)
+    except HeaderError as error:  # a hint for the coil maps only: the images do not need it
+        log.warning("%s; not interleaving", error)
+        return 1
 
 
 def _count(name: str, value: object, low: int, high: int) -> int:

@@ -254,6 +254,8 @@ class ImageMaker:
             "Prewhitened": "true" if uncertainty.prewhitened else "false",
             "PrewhiteningNote": _ascii(uncertainty.noise_note),
         }
+        if assembled.calibration_note:
+            meta["CoilMapCalibration"] = _ascii(assembled.calibration_note)
         meta.update(processing)
         if series is UNCERTAINTY:
             meta.update(uncertainty.meta())

@@ -1,6 +1,7 @@
 """The gadget as a pipeline of generators, and the rule for failures inside it.
 
-``acquisitions -> noise adjustment -> grouping -> assembly -> reconstruction -> images -> send``
+``acquisitions -> noise adjustment -> grouping -> assembly -> (interleaved calibration) ->
+reconstruction -> images -> send``
 
 A failure while assembling or reconstructing one slice is logged with the slice's counters and
 that slice's raw lines are passed downstream; the stream goes on. When reading the stream fails
@@ -19,7 +20,13 @@ from typing import Any, Protocol, TypeVar
 
 import ismrmrd
 
-from gadget.assembly import AssemblyError, SliceGroup, assemble, group_slices
+from gadget.assembly import (
+    AssemblyError,
+    SliceGroup,
+    assemble,
+    group_slices,
+    interleaved_calibration,
+)
 from gadget.config import GadgetConfig
 from gadget.geometry import EncodingGeometry
 from gadget.images import ImageMaker
@@ -157,9 +164,10 @@ def run_acquisitions(
     def slices(items: Iterator[object], summary: RunSummary) -> Iterator[Any]:
         acquisitions = cartesian_acquisitions(items, forward=connection.send)
         groups = group_slices(noise_adjustment(acquisitions))
-        return each_slice(
+        assembled = each_slice(
             lambda g: assemble(g, geometry), groups, lambda g: g.key, summary, pass_on_group
         )
+        return interleaved_calibration(assembled, geometry.interleave)
 
     return _run(connection, slices, reconstructor, ImageMaker(geometry, config))
 
@@ -180,9 +188,10 @@ def run_recon_data(
 
     def slices(items: Iterator[object], summary: RunSummary) -> Iterator[Any]:
         jobs = buffer_slices(recon_data_items(items, forward=connection.send))
-        return each_slice(
+        assembled = each_slice(
             lambda job: assemble_buffer(job, geometry), jobs, str, summary, pass_on_data
         )
+        return interleaved_calibration(assembled, geometry.interleave)
 
     return _run(connection, slices, reconstructor, ImageMaker(geometry, config), once)
 

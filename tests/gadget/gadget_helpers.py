@@ -42,6 +42,22 @@ def shepp_logan(
     return path
 
 
+def with_calibration_mode(path: Path, mode: str, out: Path) -> Path:
+    """A copy of the ISMRMRD file ``path`` whose header says calibrationMode ``mode``."""
+    import shutil
+
+    import h5py
+
+    shutil.copy(path, out)
+    with h5py.File(out, "r+") as f:
+        xml = f["dataset/xml"][0]
+        text = xml.decode() if isinstance(xml, bytes) else xml
+        old = text.split("<calibrationMode>")[1].split("</calibrationMode>")[0]
+        text = text.replace(f"<calibrationMode>{old}<", f"<calibrationMode>{mode}<")
+        f["dataset/xml"][0] = text.encode() if isinstance(xml, bytes) else text
+    return out
+
+
 def acquisitions_of(path: Path) -> tuple[bytes, list[ismrmrd.Acquisition]]:
     from gadget.datasets import open_read_only  # ismrmrd 1.14 (Gadgetron's env) has no mode="r"
 

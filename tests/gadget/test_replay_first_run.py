@@ -11,6 +11,7 @@ import pytest
 import torch
 from cpp_reader import compile_reader, read_with_cpp
 from fake_recon import ZeroFilledRss
+from gadget_helpers import with_calibration_mode
 from test_replay import _cli_options
 
 from gadget.cli import describe_image_sets, main
@@ -114,14 +115,17 @@ def test_progress_bars_move_during_the_reconstruction(
     accelerated_file, fast_properties, tmp_path, capsys
 ) -> None:
     """The acquisition bar is redrawn at the count where the first slice is complete when its
-    reconstruction starts, and a sampling bar moves over the sampler steps."""
-    with ismrmrd.Dataset(str(accelerated_file), "dataset", create_if_needed=False, mode="r") as d:
+    reconstruction starts, and a sampling bar moves over the sampler steps. (The tool's header
+    says calibration mode interleaved, where a slice waits for the next repetition for its coil
+    maps: embedded here.)"""
+    embedded = with_calibration_mode(accelerated_file, "embedded", tmp_path / "embedded.h5")
+    with ismrmrd.Dataset(str(embedded), "dataset", create_if_needed=False, mode="r") as d:
         flags = [d.read_acquisition(i) for i in range(d.number_of_acquisitions())]
     first_done = 1 + next(
         i for i, a in enumerate(flags) if a.is_flag_set(ismrmrd.ACQ_LAST_IN_SLICE)
     )
     options = [o for o in _cli_options(fast_properties) if o != "--no-progress"]
-    assert main(["replay", str(accelerated_file), str(tmp_path / "out.h5"), *options]) == 0
+    assert main(["replay", str(embedded), str(tmp_path / "out.h5"), *options]) == 0
     err = capsys.readouterr().err
     assert f"| {first_done}/{len(flags)} [" in err, err[-2000:]
     assert "sampling:" in err and f"| {len(flags)}/{len(flags)} [" in err

@@ -1,0 +1,169 @@
+"""Calibration mode ``interleaved``: the coil maps of each repetition come from the last few
+repetitions together (ismrmrd-tools' own interleaved files, with and without ACS lines)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import ismrmrd
+import numpy as np
+import pytest
+import torch
+from fake_recon import ZeroFilledRss
+from gadget_helpers import acquisitions_of, shepp_logan, with_calibration_mode
+
+from diffusion_core.coils import rss
+from diffusion_core.fft import ifft2c
+from diffusion_core.metrics import psnr
+from gadget.assembly import (
+    AssembledSlice,
+    SliceKey,
+    assemble,
+    group_slices,
+    interleaved_calibration,
+)
+from gadget.config import GadgetConfig
+from gadget.geometry import EncodingGeometry
+from gadget.replay import replay
+from gadget.stream import cartesian_acquisitions, noise_adjustment
+
+
+def _header(path: Path) -> ismrmrd.xsd.ismrmrdHeader:
+    xml, _ = acquisitions_of(path)
+    return ismrmrd.xsd.CreateFromDocument(xml)
+
+
+def _full_kspace(path: Path) -> torch.Tensor:
+    xml, acquisitions = acquisitions_of(path)
+    geometry = EncodingGeometry.from_header(ismrmrd.xsd.CreateFromDocument(xml))
+    groups = group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append)))
+    (full,) = [assemble(g, geometry) for g in groups]
+    return full.kspace
+
+
+@pytest.fixture(scope="module")
+def no_acs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """R = 2 without ACS lines, noise-free: the tool writes repetition 0 with the even lines,
+    repetition 1 with the odd ones, and calibration mode interleaved."""
+    folder = tmp_path_factory.mktemp("interleaved")
+    return shepp_logan(folder / "r2.h5", acceleration=2, noise=0.0, calibration_width=0)
+
+
+def test_the_header_sets_the_interleave(no_acs_file, tmp_path, caplog) -> None:
+    header = _header(no_acs_file)
+    assert header.encoding[0].parallelImaging.calibrationMode.value == "interleaved"
+    assert EncodingGeometry.from_header(header).interleave == 2
+    embedded = with_calibration_mode(no_acs_file, "embedded", tmp_path / "embedded.h5")
+    assert EncodingGeometry.from_header(_header(embedded)).interleave == 1
+    header.encoding[0].parallelImaging.accelerationFactor.kspace_encoding_step_1 = 0
+    with caplog.at_level(logging.WARNING, logger="gadget.geometry"):
+        assert EncodingGeometry.from_header(header).interleave == 1
+    assert (
+        "accelerationFactor.kspace_encoding_step_1 = 0: expected an integer from 1" in caplog.text
+    )
+
+
+@pytest.mark.parametrize("acceleration", [2, 3])
+def test_each_repetition_gets_the_kspace_of_all_of_them(acceleration, full_file, tmp_path) -> None:
+    source = shepp_logan(
+        tmp_path / "in.h5", acceleration=acceleration, noise=0.0, calibration_width=0
+    )
+    recorder = ZeroFilledRss()
+    result = replay(
+        source, tmp_path / "out.h5", GadgetConfig(device="cpu"), progress=False,
+        reconstructor=recorder,
+    )  # fmt: skip
+    assert result.run.ok and result.run.slices_done == acceleration
+    full = _full_kspace(full_file)  # the same phantom, every line, no noise
+    for repetition, seen in enumerate(recorder.seen):
+        assert seen.key.repetition == repetition
+        rows = seen.mask.any(-1).nonzero().flatten().tolist()
+        assert rows == list(range(repetition, full.shape[1], acceleration))  # its own, unchanged
+        assert seen.calibration is not None
+        np.testing.assert_allclose(
+            seen.calibration.numpy(), full.numpy(), atol=1e-4 * float(full.abs().max())
+        )
+        names = ", ".join(f"repetition {r} phase 0" for r in range(acceleration))
+        assert (
+            seen.calibration_note == f"coil maps from {acceleration} interleaved slices ({names})"
+        )
+    with ismrmrd.Dataset(str(tmp_path / "out.h5"), "dataset", create_if_needed=False) as out:
+        meta = ismrmrd.Meta.deserialize(out.read_image("image_1", 0).attribute_string)
+    assert meta["CoilMapCalibration"] == recorder.seen[0].calibration_note
+
+
+def test_without_interleaving_a_slice_without_acs_fails_and_its_lines_go_downstream(
+    no_acs_file, tmp_path
+) -> None:
+    embedded = with_calibration_mode(no_acs_file, "embedded", tmp_path / "embedded.h5")
+    result = replay(embedded, tmp_path / "out.h5", GadgetConfig(device="cpu"), progress=False)
+    assert result.run.slices_done == 0 and len(result.run.failed) == 2
+    assert "expected at least 5 fully sampled rows and columns" in result.run.failed[0]
+    assert "expected an ACS block" in result.run.failed[1]
+    with ismrmrd.Dataset(str(tmp_path / "out.h5"), "dataset", create_if_needed=False) as out:
+        assert out.number_of_acquisitions() == 2 * 16  # both repetitions' raw lines, kept
+
+
+def _slice(repetition: int, rows: list[int], value: complex, location: int = 0) -> AssembledSlice:
+    kspace = torch.zeros((2, 8, 8), dtype=torch.complex64)
+    mask = torch.zeros((8, 8))
+    kspace[:, rows] = value
+    mask[rows] = 1
+    key = SliceKey(location, 0, 0, repetition, 0, 0)
+    return AssembledSlice(key, kspace, mask, None, None, ismrmrd.AcquisitionHeader())
+
+
+def test_a_slice_waits_for_its_window_and_the_stream_end_uses_what_came() -> None:
+    read: list[int] = []
+
+    def stream():
+        for r, rows, value, location in [
+            (0, [0, 2, 4, 6], 1.0, 0),
+            (0, [0, 2, 4, 6], 5.0, 1),  # another slice location: a window of its own
+            (1, [1, 3, 5, 7], 3.0, 0),
+            (2, [0, 2, 4, 6], 2.0, 0),  # lines of repetition 0 again: averaged over the window
+        ]:
+            read.append(r)
+            yield _slice(r, rows, value, location)
+
+    out = interleaved_calibration(stream(), 2)
+    first = next(out)
+    assert read == [0, 0, 1]  # the first slice came only when its partner was read
+    assert (first.key.slice, first.key.repetition) == (0, 0)
+    assert torch.equal(first.calibration[0, :, 0].real, torch.tensor([1.0, 3.0] * 4))
+    assert torch.equal(first.kspace[0, :, 0].real, torch.tensor([1.0, 0.0] * 4))  # own data kept
+    second = next(out)
+    assert second.key.repetition == 1 and torch.equal(second.calibration, first.calibration)
+    third = next(out)
+    assert third.key.repetition == 2  # window: repetitions 1 and 2
+    assert torch.equal(third.calibration[0, :, 0].real, torch.tensor([2.0, 3.0] * 4))
+    (last,) = list(out)  # the end of the stream: location 1 with one slice of its window
+    assert last.key.slice == 1 and torch.equal(last.calibration, last.kspace)
+    assert last.calibration_note == "coil maps from 1 interleaved slices (repetition 0 phase 0)"
+
+
+def test_no_interleave_passes_slices_through_unchanged() -> None:
+    slices = [_slice(0, [0, 1], 1.0), _slice(1, [2, 3], 1.0)]
+    assert list(interleaved_calibration(iter(slices), 1)) == slices
+
+
+@pytest.mark.timeout(240)
+def test_interleaved_file_without_acs_reconstructs_with_the_shipped_prior(
+    no_acs_file, full_file, tmp_path
+) -> None:
+    noisy = shepp_logan(tmp_path / "noisy.h5", acceleration=2, noise=0.02, calibration_width=0)
+    config = GadgetConfig(nfe=10, num_samples=2, device="cpu", send_uncertainty=False)
+    result = replay(noisy, tmp_path / "out.h5", config, progress=False)
+    assert result.run.ok and result.run.slices_done == 2
+    reference = rss(ifft2c(_full_kspace(full_file)))
+    xml, acquisitions = acquisitions_of(noisy)
+    geometry = EncodingGeometry.from_header(ismrmrd.xsd.CreateFromDocument(xml))
+    groups = group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append)))
+    with ismrmrd.Dataset(str(tmp_path / "out.h5"), "dataset", create_if_needed=False) as out:
+        images = [out.read_image("image_1", i) for i in range(2)]
+    for group, image in zip(groups, images, strict=True):
+        zero_filled = rss(ifft2c(assemble(group, geometry).kspace))
+        mean = torch.from_numpy(image.data[0, 0])
+        gain = psnr(reference, mean) - psnr(reference, zero_filled)
+        assert gain > 3.0, f"repetition {group.key.repetition}: PSNR gain {gain:.2f} dB"
