@@ -45,10 +45,16 @@ class SliceKey(NamedTuple):
     def __str__(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self._asdict().items())
 
-    def location(self) -> tuple[int, int, int, int]:
-        """(slice, contrast, set, average): what an interleaved pattern stays at while its
-        repetition or phase moves on."""
-        return self.slice, self.contrast, self.set, self.average
+    def location(self, dimension: str = "") -> tuple[int, ...]:
+        """The counters that stay while an interleaved pattern moves along ``dimension`` (all but
+        it), or, with none named, along phase and repetition: (slice, contrast, set, average)."""
+        moving = _moving(dimension)
+        return tuple(v for k, v in self._asdict().items() if k not in moving)
+
+
+def _moving(dimension: str) -> tuple[str, ...]:
+    """The counters an interleaved pattern moves along (see :meth:`SliceKey.location`)."""
+    return (dimension,) if dimension else ("repetition", "phase")
 
 
 @dataclass(frozen=True)
@@ -260,45 +266,47 @@ def remove_oversampling(
 
 
 def interleaved_calibration(
-    slices: Iterable[AssembledSlice], interleave: int
+    slices: Iterable[AssembledSlice], interleave: int, dimension: str = ""
 ) -> Iterator[AssembledSlice]:
     """Coil-map calibration data for calibration mode ``interleaved``.
 
     There successive repetitions (or phases) of one slice location sample shifted copies of one
     pattern of every ``interleave``-th line, so none of them alone may hold a calibration block,
     while ``interleave`` successive ones sample every line. Each slice gets as ``calibration`` the
-    average k-space of the last ``interleave`` slices of its location (:meth:`SliceKey.location`)
-    up to it; the first ones of a location wait for ``interleave`` to arrive (or for the end of the
-    stream, then they use what came). Its own data and mask stay as they were: only the coil maps
-    see the other repetitions. At most ``interleave`` slices per location are held. A slice with
-    calibration lines of its own (mode separate or external) passes as it is.
+    average k-space of the last ``interleave`` slices of its location up to it (its counters but
+    the interleaving ``dimension``: :meth:`SliceKey.location`). The first ones of a location wait
+    for ``interleave`` to arrive (or for the end of the stream, and then use what came). Their
+    own data and mask stay as they were: only the coil maps see the other slices. At most
+    ``interleave`` slices per location are held. A slice with calibration lines of its own
+    (mode separate or external) passes as it is.
     """
     if interleave < 2:
         yield from slices
         return
-    recent: dict[tuple[int, int, int, int], deque[AssembledSlice]] = {}
-    waiting: dict[tuple[int, int, int, int], list[AssembledSlice]] = {}
+    recent: dict[tuple[int, ...], deque[AssembledSlice]] = {}
+    waiting: dict[tuple[int, ...], list[AssembledSlice]] = {}
     for assembled in slices:
-        location = assembled.key.location()
+        location = assembled.key.location(dimension)
         window = recent.setdefault(location, deque(maxlen=interleave))
         window.append(assembled)
         waiting.setdefault(location, []).append(assembled)
         if len(window) == interleave:
             for held in waiting.pop(location):
-                yield _calibrated(held, window)
+                yield _calibrated(held, window, dimension)
     for location, held_slices in waiting.items():
         log.info(
-            "end of stream: %d of %d interleaved slices of location (slice, contrast, set, "
-            "average) = %s for their coil maps",
+            "end of stream: %d of %d interleaved slices for the coil maps of (%s)",
             len(recent[location]),
             interleave,
-            location,
+            held_slices[0].key,
         )
         for held in held_slices:
-            yield _calibrated(held, recent[location])
+            yield _calibrated(held, recent[location], dimension)
 
 
-def _calibrated(assembled: AssembledSlice, window: Iterable[AssembledSlice]) -> AssembledSlice:
+def _calibrated(
+    assembled: AssembledSlice, window: Iterable[AssembledSlice], dimension: str
+) -> AssembledSlice:
     """``assembled`` with the average k-space of the slices of ``window`` (those of its shape) as
     its calibration, and a note naming them."""
     if assembled.calibration is not None:
@@ -309,6 +317,8 @@ def _calibrated(assembled: AssembledSlice, window: Iterable[AssembledSlice]) -> 
     for s in same:
         total += s.kspace * s.mask
         counts += s.mask
-    names = ", ".join(f"repetition {s.key.repetition} phase {s.key.phase}" for s in same)
+    names = ", ".join(
+        " ".join(f"{name} {getattr(s.key, name)}" for name in _moving(dimension)) for s in same
+    )
     note = f"coil maps from {len(same)} interleaved slices ({names})"
     return replace(assembled, calibration=total / counts.clamp(min=1), calibration_note=note)

@@ -53,6 +53,9 @@ class EncodingGeometry:
             phases sample shifted copies of one undersampled pattern): how many successive ones
             together sample every line, the header's accelerationFactor.kspace_encoding_step_1;
             1 for any other mode.
+        interleaving_dimension: the counter the pattern moves along, the header's
+            parallelImaging.interleavingDimension (``phase``, ``repetition``, ``contrast`` or
+            ``average``); empty when the header leaves it out or says ``other``.
     """
 
     encoded_matrix: tuple[int, int, int]
@@ -63,6 +66,7 @@ class EncodingGeometry:
     ky_limits: tuple[int, int]
     separate_calibration: bool = False
     interleave: int = 1
+    interleaving_dimension: str = ""
 
     @property
     def readout_oversampling(self) -> bool:
@@ -147,6 +151,7 @@ class EncodingGeometry:
             ky_limits=(ky_min, ky_max),
             separate_calibration=mode in ("separate", "external"),
             interleave=_interleave(mode, parallel),
+            interleaving_dimension=_interleaving_dimension(parallel),
         )
         ny, nx = geometry.grid_shape
         if ny * nx > limits.max_pixels:
@@ -196,6 +201,13 @@ def _interleave(mode: object, parallel: object) -> int:
     except HeaderError as error:  # a hint for the coil maps only: the images do not need it
         log.warning("%s; not interleaving", error)
         return 1
+
+
+def _interleaving_dimension(parallel: object) -> str:
+    """``phase``, ``repetition``, ``contrast`` or ``average`` from parallelImaging, else empty."""
+    value = getattr(parallel, "interleavingDimension", None)
+    name = getattr(value, "value", value)
+    return name if name in ("phase", "repetition", "contrast", "average") else ""
 
 
 def _count(name: str, value: object, low: int, high: int) -> int:

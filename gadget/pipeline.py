@@ -167,7 +167,9 @@ def run_acquisitions(
         assembled = each_slice(
             lambda g: assemble(g, geometry), groups, lambda g: g.key, summary, pass_on_group
         )
-        return interleaved_calibration(assembled, geometry.interleave)
+        return interleaved_calibration(
+            assembled, geometry.interleave, geometry.interleaving_dimension
+        )
 
     return _run(connection, slices, reconstructor, ImageMaker(geometry, config))
 
@@ -191,7 +193,9 @@ def run_recon_data(
         assembled = each_slice(
             lambda job: assemble_buffer(job, geometry), jobs, str, summary, pass_on_data
         )
-        return interleaved_calibration(assembled, geometry.interleave)
+        return interleaved_calibration(
+            assembled, geometry.interleave, geometry.interleaving_dimension
+        )
 
     return _run(connection, slices, reconstructor, ImageMaker(geometry, config), once)
 

@@ -4,6 +4,7 @@ repetitions together (ismrmrd-tools' own interleaved files, with and without ACS
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import ismrmrd
@@ -54,6 +55,10 @@ def test_the_header_sets_the_interleave(no_acs_file, tmp_path, caplog) -> None:
     header = _header(no_acs_file)
     assert header.encoding[0].parallelImaging.calibrationMode.value == "interleaved"
     assert EncodingGeometry.from_header(header).interleave == 2
+    assert EncodingGeometry.from_header(header).interleaving_dimension == ""  # not in the file
+    parallel = header.encoding[0].parallelImaging
+    parallel.interleavingDimension = ismrmrd.xsd.interleavingDimensionType.PHASE
+    assert EncodingGeometry.from_header(header).interleaving_dimension == "phase"
     embedded = with_calibration_mode(no_acs_file, "embedded", tmp_path / "embedded.h5")
     assert EncodingGeometry.from_header(_header(embedded)).interleave == 1
     header.encoding[0].parallelImaging.accelerationFactor.kspace_encoding_step_1 = 0
@@ -141,6 +146,20 @@ def test_a_slice_waits_for_its_window_and_the_stream_end_uses_what_came() -> Non
     (last,) = list(out)  # the end of the stream: location 1 with one slice of its window
     assert last.key.slice == 1 and torch.equal(last.calibration, last.kspace)
     assert last.calibration_note == "coil maps from 1 interleaved slices (repetition 0 phase 0)"
+
+
+def test_the_header_interleaving_dimension_names_the_counter_that_moves() -> None:
+    def phase_slice(phase: int, repetition: int, rows: list[int]) -> AssembledSlice:
+        assembled = _slice(0, rows, float(phase + 1))
+        return replace(assembled, key=assembled.key._replace(phase=phase, repetition=repetition))
+
+    # two repetitions of a cine of two phases, interleaved over the phases
+    slices = [phase_slice(p, r, [p, p + 2, p + 4, p + 6]) for r in range(2) for p in range(2)]
+    out = list(interleaved_calibration(iter(slices), 2, "phase"))
+    assert [(s.key.repetition, s.key.phase) for s in out] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    for s in out:  # each repetition's phases together: every line, values 1 and 2
+        assert torch.equal(s.calibration[0, :, 0].real, torch.tensor([1.0, 2.0] * 4))
+    assert out[2].calibration_note == "coil maps from 2 interleaved slices (phase 0, phase 1)"
 
 
 def test_no_interleave_passes_slices_through_unchanged() -> None:
