@@ -265,6 +265,36 @@ def remove_oversampling(
     return cropped, covered
 
 
+# the central block of k-space kept of each slice of an interleaved window: twice the largest
+# ESPIRiT calibration block (diffusion_core.espirit.CALIB_SIZE), all the coil maps are made from
+WINDOW_BLOCK = 48
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """What an interleaved window keeps of a slice: its counters, grid shape and central block."""
+
+    key: SliceKey
+    shape: tuple[int, ...]
+    kspace: torch.Tensor  # (coils, <= WINDOW_BLOCK, <= WINDOW_BLOCK), zero where not measured
+    mask: torch.Tensor
+
+    @staticmethod
+    def block(shape: tuple[int, ...]) -> tuple[slice, slice]:
+        ny, nx = shape[-2:]
+        by, bx = min(ny, WINDOW_BLOCK), min(nx, WINDOW_BLOCK)
+        return slice(ny // 2 - by // 2, ny // 2 - by // 2 + by), slice(
+            nx // 2 - bx // 2, nx // 2 - bx // 2 + bx
+        )
+
+    @classmethod
+    def of(cls, assembled: AssembledSlice) -> _Kept:
+        rows, cols = cls.block(tuple(assembled.kspace.shape))
+        mask = assembled.mask[rows, cols].clone()
+        kspace = assembled.kspace[:, rows, cols] * mask
+        return cls(assembled.key, tuple(assembled.kspace.shape), kspace, mask)
+
+
 def interleaved_calibration(
     slices: Iterable[AssembledSlice], interleave: int, dimension: str = ""
 ) -> Iterator[AssembledSlice]:
@@ -273,22 +303,23 @@ def interleaved_calibration(
     There successive repetitions (or phases) of one slice location sample shifted copies of one
     pattern of every ``interleave``-th line, so none of them alone may hold a calibration block,
     while ``interleave`` successive ones sample every line. Each slice gets as ``calibration`` the
-    average k-space of the last ``interleave`` slices of its location up to it (its counters but
-    the interleaving ``dimension``: :meth:`SliceKey.location`). The first ones of a location wait
-    for ``interleave`` to arrive (or for the end of the stream, and then use what came). Their
-    own data and mask stay as they were: only the coil maps see the other slices. At most
-    ``interleave`` slices per location are held. A slice with calibration lines of its own
-    (mode separate or external) passes as it is.
+    average central k-space (:data:`WINDOW_BLOCK`) of the last ``interleave`` slices of its
+    location up to it (its counters but the interleaving ``dimension``:
+    :meth:`SliceKey.location`). The first ones of a location wait for ``interleave`` to arrive
+    (or for the end of the stream, and then use what came). Their own data and mask stay as they
+    were: only the coil maps see the other slices. Per location the window keeps the central
+    blocks of ``interleave`` slices, and only the waiting slices are held whole. A slice with
+    calibration lines of its own (mode separate or external) passes as it is.
     """
     if interleave < 2:
         yield from slices
         return
-    recent: dict[tuple[int, ...], deque[AssembledSlice]] = {}
+    recent: dict[tuple[int, ...], deque[_Kept]] = {}
     waiting: dict[tuple[int, ...], list[AssembledSlice]] = {}
     for assembled in slices:
         location = assembled.key.location(dimension)
         window = recent.setdefault(location, deque(maxlen=interleave))
-        window.append(assembled)
+        window.append(_Kept.of(assembled))
         waiting.setdefault(location, []).append(assembled)
         if len(window) == interleave:
             for held in waiting.pop(location):
@@ -305,20 +336,25 @@ def interleaved_calibration(
 
 
 def _calibrated(
-    assembled: AssembledSlice, window: Iterable[AssembledSlice], dimension: str
+    assembled: AssembledSlice, window: Iterable[_Kept], dimension: str
 ) -> AssembledSlice:
-    """``assembled`` with the average k-space of the slices of ``window`` (those of its shape) as
-    its calibration, and a note naming them."""
+    """``assembled`` with the average central k-space of the slices of ``window`` (those of its
+    grid) as its calibration, zero outside the block, and a note naming them."""
     if assembled.calibration is not None:
         return assembled
-    same = [s for s in window if s.kspace.shape == assembled.kspace.shape]
-    total = torch.zeros_like(assembled.kspace)
-    counts = torch.zeros_like(assembled.mask)
-    for s in same:
-        total += s.kspace * s.mask
-        counts += s.mask
+    shape = tuple(assembled.kspace.shape)
+    same = [kept for kept in window if kept.shape == shape]
+    rows, cols = _Kept.block(shape)
+    total = torch.zeros_like(assembled.kspace[:, rows, cols])
+    counts = torch.zeros_like(assembled.mask[rows, cols])
+    for kept in same:
+        total += kept.kspace
+        counts += kept.mask
+    calibration = torch.zeros_like(assembled.kspace)
+    calibration[:, rows, cols] = total / counts.clamp(min=1)
     names = ", ".join(
-        " ".join(f"{name} {getattr(s.key, name)}" for name in _moving(dimension)) for s in same
+        " ".join(f"{name} {getattr(kept.key, name)}" for name in _moving(dimension))
+        for kept in same
     )
     note = f"coil maps from {len(same)} interleaved slices ({names})"
-    return replace(assembled, calibration=total / counts.clamp(min=1), calibration_note=note)
+    return replace(assembled, calibration=calibration, calibration_note=note)

@@ -10,6 +10,9 @@ import ismrmrd
 
 log = logging.getLogger(__name__)
 
+# the largest interleave followed: the slices of one window are held in memory together
+MAX_INTERLEAVE = 16
+
 
 class HeaderError(ValueError):
     """The ISMRMRD header lacks what is needed to place acquisitions on a grid."""
@@ -197,7 +200,7 @@ def _interleave(mode: object, parallel: object) -> int:
         )
         return 1
     try:
-        return _count(where, factor, 1, 64)
+        return _count(where, factor, 1, MAX_INTERLEAVE)
     except HeaderError as error:  # a hint for the coil maps only: the images do not need it
         log.warning("%s; not interleaving", error)
         return 1

@@ -4,6 +4,7 @@ repetitions together (ismrmrd-tools' own interleaved files, with and without ACS
 from __future__ import annotations
 
 import logging
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -186,3 +187,36 @@ def test_interleaved_file_without_acs_reconstructs_with_the_shipped_prior(
         mean = torch.from_numpy(image.data[0, 0])
         gain = psnr(reference, mean) - psnr(reference, zero_filled)
         assert gain > 3.0, f"repetition {group.key.repetition}: PSNR gain {gain:.2f} dB"
+
+
+def test_the_window_keeps_the_central_block_the_coil_maps_are_made_from(tmp_path) -> None:
+    from diffusion_core.espirit import CALIB_SIZE, espirit_maps
+    from gadget.assembly import WINDOW_BLOCK
+
+    assert WINDOW_BLOCK >= CALIB_SIZE  # ESPIRiT's calibration block lies inside what is kept
+    matrix = ["-m", "64", "-c", "4", "-n", "0"]
+    full_file = tmp_path / "full.h5"
+    subprocess.run(
+        ["ismrmrd_generate_cartesian_shepp_logan", *matrix, "-a", "1", "-o", str(full_file)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    source = tmp_path / "r2.h5"
+    subprocess.run(
+        ["ismrmrd_generate_cartesian_shepp_logan", *matrix, "-a", "2", "-o", str(source)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    recorder = ZeroFilledRss()
+    replay(source, tmp_path / "out.h5", GadgetConfig(device="cpu"), progress=False,
+           reconstructor=recorder)  # fmt: skip
+    full = _full_kspace(full_file)
+    inside = torch.zeros(full.shape[-2:], dtype=torch.bool)
+    inside[8:56, 8:56] = True  # the central 48 x 48 of the 64 x 64 grid
+    for seen in recorder.seen:
+        np.testing.assert_allclose(
+            seen.calibration[:, inside].numpy(), full[:, inside].numpy(),
+            atol=1e-4 * float(full.abs().max()),
+        )  # fmt: skip
+        assert not bool(seen.calibration[:, ~inside].abs().any())
+        maps = espirit_maps(seen.calibration, (seen.calibration.abs().sum(0) > 0).float())
+        expected = espirit_maps(full)  # every line measured: the same central block
+        np.testing.assert_allclose(maps.numpy(), expected.numpy(), atol=1e-4)
