@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -51,15 +52,23 @@ def volumes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_calibrate_writes_a_copy_with_the_fit(
-    volumes: Path, small_checkpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    volumes: Path,
+    small_checkpoint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     before = Path(small_checkpoint).with_suffix(".json").read_bytes()
     out = tmp_path / "calibrated"
     # one CG setting for every case (the FOV rule is tested below)
     rule_off = ("--cg-iters-inside", "0", "--cg-iters-cut", "0")
-    rc = calibrate(volumes, small_checkpoint, out, "--slices-per-subject", "1", *rule_off)
+    with caplog.at_level(logging.WARNING):
+        rc = calibrate(volumes, small_checkpoint, out, "--slices-per-subject", "1", *rule_off)
     printed = capsys.readouterr().out
     assert rc == 0, printed
+    # the raw std is fitted: no "uncalibrated" warning for each case
+    assert "uncalibrated" not in caplog.text
+    assert logging.getLogger("diffusion_core.uncertainty").level == logging.NOTSET  # restored
     assert Path(small_checkpoint).with_suffix(".json").read_bytes() == before
     (entry,) = entries_from_card(read_card(out))
     assert entry.setting.sampler == "dds" and entry.setting.nfe == 2
