@@ -10,7 +10,7 @@ import ismrmrd
 
 log = logging.getLogger(__name__)
 
-# the largest interleave followed: the slices of one window are held in memory together
+# the largest interleave followed: up to this many slices of a location wait whole for its window
 MAX_INTERLEAVE = 16
 
 
