@@ -66,6 +66,19 @@ def acquisitions_of(path: Path) -> tuple[bytes, list[ismrmrd.Acquisition]]:
         return xml, [dataset.read_acquisition(i) for i in range(dataset.number_of_acquisitions())]
 
 
+def assembled_slices(path: Path) -> list:
+    """The slices of ISMRMRD file ``path`` as the gadget assembles them (noise, grouping,
+    placement; no reconstruction)."""
+    from gadget.assembly import assemble, group_slices
+    from gadget.geometry import EncodingGeometry
+    from gadget.stream import cartesian_acquisitions, noise_adjustment
+
+    xml, acquisitions = acquisitions_of(path)
+    geometry = EncodingGeometry.from_header(ismrmrd.xsd.CreateFromDocument(xml))
+    groups = group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append)))
+    return [assemble(g, geometry) for g in groups]
+
+
 def configuration_xml(properties: dict[str, str]) -> bytes:
     body = "".join(f'<property name="{k}" value="{v}"/>' for k, v in properties.items())
     return f"<configuration>{body}</configuration>".encode()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from fake_recon import ZeroFilledRss
-from gadget_helpers import acquisitions_of, shepp_logan, with_calibration_mode
+from gadget_helpers import acquisitions_of, assembled_slices, shepp_logan, with_calibration_mode
 
 from diffusion_core.coils import rss
 from diffusion_core.fft import ifft2c
@@ -21,14 +21,11 @@ from diffusion_core.metrics import psnr
 from gadget.assembly import (
     AssembledSlice,
     SliceKey,
-    assemble,
-    group_slices,
     interleaved_calibration,
 )
 from gadget.config import GadgetConfig
 from gadget.geometry import EncodingGeometry
 from gadget.replay import replay
-from gadget.stream import cartesian_acquisitions, noise_adjustment
 
 
 def _header(path: Path) -> ismrmrd.xsd.ismrmrdHeader:
@@ -37,10 +34,7 @@ def _header(path: Path) -> ismrmrd.xsd.ismrmrdHeader:
 
 
 def _full_kspace(path: Path) -> torch.Tensor:
-    xml, acquisitions = acquisitions_of(path)
-    geometry = EncodingGeometry.from_header(ismrmrd.xsd.CreateFromDocument(xml))
-    groups = group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append)))
-    (full,) = [assemble(g, geometry) for g in groups]
+    (full,) = assembled_slices(path)
     return full.kspace
 
 
@@ -170,23 +164,20 @@ def test_no_interleave_passes_slices_through_unchanged() -> None:
 
 @pytest.mark.timeout(240)
 def test_interleaved_file_without_acs_reconstructs_with_the_shipped_prior(
-    no_acs_file, full_file, tmp_path
+    full_file, tmp_path
 ) -> None:
     noisy = shepp_logan(tmp_path / "noisy.h5", acceleration=2, noise=0.02, calibration_width=0)
     config = GadgetConfig(nfe=10, num_samples=2, device="cpu", send_uncertainty=False)
     result = replay(noisy, tmp_path / "out.h5", config, progress=False)
     assert result.run.ok and result.run.slices_done == 2
     reference = rss(ifft2c(_full_kspace(full_file)))
-    xml, acquisitions = acquisitions_of(noisy)
-    geometry = EncodingGeometry.from_header(ismrmrd.xsd.CreateFromDocument(xml))
-    groups = group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append)))
     with ismrmrd.Dataset(str(tmp_path / "out.h5"), "dataset", create_if_needed=False) as out:
         images = [out.read_image("image_1", i) for i in range(2)]
-    for group, image in zip(groups, images, strict=True):
-        zero_filled = rss(ifft2c(assemble(group, geometry).kspace))
+    for assembled, image in zip(assembled_slices(noisy), images, strict=True):
+        zero_filled = rss(ifft2c(assembled.kspace))
         mean = torch.from_numpy(image.data[0, 0])
         gain = psnr(reference, mean) - psnr(reference, zero_filled)
-        assert gain > 3.0, f"repetition {group.key.repetition}: PSNR gain {gain:.2f} dB"
+        assert gain > 3.0, f"repetition {assembled.key.repetition}: PSNR gain {gain:.2f} dB"
 
 
 def test_the_window_keeps_the_central_block_the_coil_maps_are_made_from(tmp_path) -> None:

@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import ismrmrd
 import pytest
-from gadget_helpers import acquisitions_of
+from gadget_helpers import assembled_slices
 
 from diffusion_core.coils import rss
 from diffusion_core.fft import ifft2c
 from diffusion_core.metrics import psnr
-from gadget.assembly import assemble, group_slices
 from gadget.config import GadgetConfig
-from gadget.geometry import EncodingGeometry
 from gadget.replay import replay
-from gadget.stream import cartesian_acquisitions, noise_adjustment
-
-
-def _assembled(path):
-    xml, acquisitions = acquisitions_of(path)
-    geometry = EncodingGeometry.from_header(ismrmrd.xsd.CreateFromDocument(xml))
-    return [
-        assemble(g, geometry)
-        for g in group_slices(noise_adjustment(cartesian_acquisitions(acquisitions, list().append)))
-    ]
 
 
 @pytest.mark.timeout(240)
 def test_posterior_mean_beats_zero_filled(accelerated_file, full_file, tmp_path) -> None:
-    (full,) = _assembled(full_file)
+    (full,) = assembled_slices(full_file)
     reference = rss(ifft2c(full.kspace))
     config = GadgetConfig(nfe=10, num_samples=2, device="cpu", send_uncertainty=False)
     result = replay(accelerated_file, tmp_path / "out.h5", config, progress=False)
@@ -43,7 +31,7 @@ def test_posterior_mean_beats_zero_filled(accelerated_file, full_file, tmp_path)
         note = meta["DataConsistencyCGSelection"]
         assert "the object inside the field of view" in note
         assert "the lines a regular grid (one in 2): no more data trust inside" in note
-    for assembled, mean in zip(_assembled(accelerated_file), means, strict=True):
+    for assembled, mean in zip(assembled_slices(accelerated_file), means, strict=True):
         zero_filled = rss(ifft2c(assembled.kspace))
         gain = psnr(reference, mean) - psnr(reference, zero_filled)
         assert gain > 3.0, f"repetition {assembled.key.repetition}: PSNR gain {gain:.2f} dB"
