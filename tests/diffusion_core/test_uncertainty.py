@@ -586,3 +586,18 @@ def test_phase_encode_axis_is_the_axis_lines_are_chosen_along() -> None:
     block = torch.zeros((48, 40))
     block[:, 16:24] = 1  # a calibration block alone: its runs along ky are the longer ones
     assert phase_encode_axis(block) == 1 and phase_encode_axis(block.T) == 0
+
+
+def test_lookup_ties_do_not_depend_on_the_order_of_the_card() -> None:
+    """Class 2 at 10 CG iterations: a class-2 entry at 5 and a class-4 entry at 10 are both at
+    distance 1; the one of the same acceleration is used, whichever comes first in the card."""
+
+    def entry(cg: int, acc: int, factor: float) -> CalibrationEntry:
+        setting = Setting("dds", 25, 4, cg, acc, "1d", 128)
+        return CalibrationEntry(setting, factor, EMPIRICAL, 10, "t", 0.6, 0.95)
+
+    same_r, same_cg = entry(5, 2, 1.885), entry(10, 4, 1.689)
+    want = Setting("dds", 25, 4, 10, 2, "1d", 128)
+    assert same_r.setting.distance(want) == same_cg.setting.distance(want) == 1.0
+    for card in ((same_r, same_cg), (same_cg, same_r)):
+        assert lookup(card, want) is same_r
