@@ -39,12 +39,15 @@ from diffusion_core.samplers import (
     sample_song2022,
 )
 from diffusion_core.uncertainty import (
+    LINEAR_CG_ITERS,
+    LINEAR_SEED,
     CalibratedStd,
     CalibrationEntry,
     Setting,
     acceleration_class,
     calibrate_std,
     data_residual_ratio,
+    linear_posterior_std,
     mask_sampling,
     matrix_size,
 )
@@ -118,6 +121,11 @@ class ReconConfig:
     # error (+0.2-0.9 dB on the three cut heads measured, fov_rule.md); also for regular lines
     # at noise above the limit (above); off when None
     cg_iters_cut: int | None = None
+    # K = 1: also a width, the linear-Gaussian posterior std
+    # (:func:`diffusion_core.uncertainty.linear_posterior_std`, calibrated by the card's K = 1
+    # entries); off: K = 1 has no std. No effect for K >= 2 (the samples' std) or for the
+    # per-coil sampler (no SENSE model)
+    linear_width: bool = False
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -188,8 +196,9 @@ class Reconstruction:
 
     ``std`` is the calibrated one when ``calibrated`` (mean +- 2 std is the nominal 95 % interval;
     ``calibration_factor`` = std / std_raw, ``calibration_data`` what it was fitted on), else the
-    raw one; ``std_raw`` is always the raw sample std; ``calibration_note`` says which, and why.
-    ``has_std`` is False for K = 1 (one sample has no spread: std is zeros and means nothing).
+    raw one; ``std_raw`` is always the raw sample std (for K = 1 with ``linear_width``, the
+    linear-Gaussian width); ``calibration_note`` says which, and why. ``has_std`` is False for
+    K = 1 without ``linear_width`` (one sample has no spread: std is zeros and means nothing).
     ``residual_ratio``: the data misfit of the mean, mean |M F S mean - y|^2 / (2 sigma^2) over
     the sampled entries (:func:`diffusion_core.uncertainty.data_residual_ratio`; 1 for a per-coil
     mean), which calibrations with a residual exponent inflate the std by."""
@@ -208,6 +217,9 @@ class Reconstruction:
     calibration_data: str = ""
     calibration_note: str = ""
     residual_ratio: float = 1.0
+    # what the std is: the spread of the samples, or (K = 1, ``linear_width``) the
+    # linear-Gaussian posterior width
+    std_kind: str = "samples"
     # the CG iterations the samples used (0: not recorded), and the held-back misfit per
     # candidate where ``ReconConfig.cg_select`` chose them (empty otherwise)
     cg_iters: int = 0
@@ -403,12 +415,20 @@ def reconstruct(
     residual_ratio = (
         1.0 if per_coil or not sigma > 0 else data_residual_ratio(kspace, mask, maps, mean, sigma)
     )
-    if k == 1:
+    linear = k == 1 and cfg.linear_width and not per_coil
+    if k == 1 and not linear:
         std = torch.zeros(mean.shape, dtype=kspace.real.dtype, device=mean.device)
-        cal = CalibratedStd(std, False, 1.0, "", "K = 1: one sample has no spread; no std")
+        why = "the per-coil sampler has no SENSE model for a width" if per_coil else "no std"
+        cal = CalibratedStd(std, False, 1.0, "", f"K = 1: one sample has no spread; {why}")
         log.info("std: %s", cal.note)
     else:
-        std = xs.var(0).sqrt()
+        if linear:
+            probe = SenseDataConsistency(maps, mask, y, noise_sigma, LINEAR_CG_ITERS, support)
+            # its own probes: the samples of this and later slices do not depend on the width
+            probes = torch.Generator(device=kspace.device).manual_seed(LINEAR_SEED)
+            std = linear_posterior_std(probe, generator=probes) * scale
+        else:
+            std = xs.var(0).sqrt()
         setting = Setting(
             cfg.sampler,
             cfg.nfe,
@@ -431,12 +451,13 @@ def reconstruct(
         noise_sigma,
         support,
         std_raw=std,
-        has_std=k > 1,
+        has_std=k > 1 or linear,
         calibrated=cal.calibrated,
         calibration_factor=cal.factor,
         calibration_data=cal.data,
         calibration_note=cal.note,
         residual_ratio=residual_ratio,
+        std_kind="linear" if linear else "samples",
         cg_iters=cfg.cg_iters,
         cg_scores=cv_scores,
         cg_note=cg_note,

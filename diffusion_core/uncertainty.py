@@ -38,6 +38,13 @@ the misfits within what the noise estimate and the mean's partial fit of the noi
 0.76-1.13 on the 26 of 30 development cases that fit the data). It removes the subject offset
 at R = 8 1D and leaves R = 4 and Poisson unchanged (benchmarks/results/uncertainty_model_search.md).
 
+With K = 1 there is no spread of samples. On request (``ReconConfig.linear_width``) the width
+is then :func:`linear_posterior_std`, the standard deviation of the linear-Gaussian posterior
+(a white prior of EDM's sigma_data on the support, the measured noise): it knows the mask, the
+coils and the noise of the scan, not the prior's bias, which the factor (fitted on K = 1
+cases, :func:`interval_multiplier` z_{0.975} in place of the finite-K factor) carries. Its
+entries have K = 1 and are never used for K >= 2 or the other way round.
+
 Scores use the rule of the benchmark: magnitudes, |mean| scaled by the least-squares scalar ``a``
 fitting it to |ref|, and ``a std``; object pixels are those above 10 % of max |ref|.
 """
@@ -52,7 +59,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from diffusion_core.data_consistency import SenseDataConsistency
 from diffusion_core.metrics import object_region
+from diffusion_core.noise import complex_noise
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +79,60 @@ def finite_k_factor(k: int, alpha: float = ALPHA) -> float:
     from scipy.stats import t
 
     return math.sqrt((k + 1) / k) * float(t.ppf(1.0 - alpha / 2.0, k - 1))
+
+
+def interval_multiplier(k: int, alpha: float = ALPHA) -> float:
+    """The multiple of the width whose interval holds a fresh draw with probability 1 - alpha:
+    :func:`finite_k_factor` for the std of K >= 2 samples; for K = 1 the width is the
+    :func:`linear_posterior_std` (a model's standard deviation, not an estimate from draws), so
+    the normal quantile z_{1-alpha/2}."""
+    if k == 1:
+        from scipy.stats import norm
+
+        return float(norm.ppf(1.0 - alpha / 2.0))
+    return finite_k_factor(k, alpha)
+
+
+# the prior standard deviation per real channel of the linear-Gaussian width, in the prior's
+# scale (images over their 99th-percentile magnitude). It sets how far the width rises where the
+# data leave pixels unresolved against where they determine them; the factor sets the scale.
+# Chosen among 0.05 / 0.15 / 0.5 (0.5: EDM's sigma_data) on the calibration subjects at 128, by
+# the cases in [0.93, 0.97] held out by subject: 15 / 15 / 13 of 30, Poisson's minimum 0.870 /
+# 0.879 / 0.809 (benchmarks/results/uncertainty_linear_width.md)
+LINEAR_PRIOR_STD = 0.15
+# its probes (perturbed solves) and their CG iterations: the variance of 16 probes is within
+# 1/sqrt(16) = 25 % per pixel (12 % in the width)
+LINEAR_PROBES = 16
+LINEAR_CG_ITERS = 30
+# the seed of those probes in ``reconstruct`` (a generator of their own)
+LINEAR_SEED = 20260
+
+
+def linear_posterior_std(
+    dc: SenseDataConsistency,
+    prior_std: float = LINEAR_PRIOR_STD,
+    probes: int = LINEAR_PROBES,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """(y, x) sqrt(E|d|^2) of the linear-Gaussian posterior of ``dc``'s measurement: a white
+    prior of ``prior_std`` per real channel on its support, the measurement's own noise; what
+    K = 1 can say about the spread without more samples (the width that a single sample's
+    mean needs: like a SENSE g-factor noise map, it is large where the coils and the mask leave
+    pixels unresolved, up to the prior's spread where the data say nothing).
+
+    By perturb-and-MAP (Papandreou and Yuille 2010): for z ~ N(0, prior_std^2) on the image
+    and e ~ N(0, sigma^2) on the sampled entries, d = argmin ||d - z||^2 / 2 + w / 2 ||A d - e||^2
+    with w = prior_std^2 / sigma^2 is an exact draw of the posterior's deviation from its mean
+    (covariance (A^H A / sigma^2 + I / prior_std^2)^-1 per real channel), solved with ``dc``'s
+    CG iterations; the width is the root of the mean of |d|^2 over ``probes`` draws (zero
+    outside the support)."""
+    if probes < 1 or not prior_std > 0:
+        raise ValueError(f"probes, prior_std: expected >= 1 and > 0, got {probes}, {prior_std}")
+    like = torch.zeros((probes, *dc.support.shape), dtype=dc.y.dtype, device=dc.y.device)
+    z = prior_std * complex_noise(like, generator)
+    e = dc.noise_sigma * dc.mask * complex_noise(dc.y.expand(probes, *dc.y.shape), generator)
+    d = dc.prox(z, dc.weight(prior_std**2), e)
+    return d.abs().square().mean(0).sqrt() * dc.support
 
 
 def acceleration_class(mask: torch.Tensor) -> int:
@@ -121,11 +184,12 @@ class Setting:
     matrix: int = UNRECORDED_MATRIX
 
     def distance(self, other: Setting) -> float:
-        """inf across samplers; else the summed |log2| ratios of NFE, CG iterations, acceleration,
+        """inf across samplers and between K = 1 (the linear-Gaussian width) and K >= 2 (the
+        samples' std); else the summed |log2| ratios of NFE, CG iterations, acceleration,
         plus 1 (a factor 2 in R) for 1D against 2D sampling and 0.5 where one side did not record
         it, plus the |log2| ratio of the matrices (0.5 where one side did not record it) (K does
         not count: the finite-K model carries the factor over)."""
-        if self.sampler != other.sampler:
+        if self.sampler != other.sampler or (self.num_samples == 1) != (other.num_samples == 1):
             return math.inf
         pairs = (
             (self.nfe, other.nfe),
@@ -148,8 +212,9 @@ class Setting:
         dims = f" {self.sampling.upper()}" if self.sampling != UNRECORDED else ""
         if self.matrix != UNRECORDED_MATRIX:
             dims += f" matrix~{self.matrix}"
+        k = "1 (linear-Gaussian width)" if self.num_samples == 1 else str(self.num_samples)
         return (
-            f"{self.sampler} nfe={self.nfe} K={self.num_samples} cg_iters={self.cg_iters} "
+            f"{self.sampler} nfe={self.nfe} K={k} cg_iters={self.cg_iters} "
             f"R~{self.acceleration}{dims}"
         )
 
@@ -263,7 +328,7 @@ def calibrate_std(
         note = f"uncalibrated: no calibration for sampler {want.sampler!r} in the model card"
         log.warning("std: %s (raw posterior std sent)", note)
         return CalibratedStd(std_raw, False, 1.0, "", note)
-    factor = entry.factor * finite_k_factor(want.num_samples, entry.alpha) / Z_NOMINAL
+    factor = entry.factor * interval_multiplier(want.num_samples, entry.alpha) / Z_NOMINAL
     if entry.setting.distance(want) == 0:
         note = f"calibrated for {entry.setting.label()}"
         if entry.setting.num_samples != want.num_samples:
@@ -390,7 +455,7 @@ class Fit:
 def fit_factor(
     ratio_sets: list[np.ndarray], ks: list[int], alpha: float = ALPHA, guarantee: bool = True
 ) -> Fit:
-    """Smallest factor whose intervals (factor * finite_k_factor(K) * std) keep the mean over cases of
+    """Smallest factor whose intervals (factor * interval_multiplier(K) * std) keep the mean over cases of
     the per-case miscoverage L_i within the conformal risk control bound (n R_n + 1) / (n + 1) <= alpha.
 
     That bound guarantees E[coverage of a new exchangeable case] >= 1 - alpha. It needs
@@ -411,7 +476,7 @@ def fit_factor(
     method = CRC
     if target > 1.0 or not guarantee:
         target, method = 1.0 - alpha, EMPIRICAL
-    units = [r / finite_k_factor(k, alpha) for r, k in zip(ratio_sets, ks, strict=True)]
+    units = [r / interval_multiplier(k, alpha) for r, k in zip(ratio_sets, ks, strict=True)]
     values = np.concatenate(units)
     weights = np.concatenate([np.full(u.size, 1.0 / (n * u.size)) for u in units])
     order = np.argsort(values, kind="stable")
