@@ -61,8 +61,8 @@ from diffusion_core.uncertainty import (  # noqa: E402
     coverage,
     data_residual_ratio,
     entries_from_card,
-    finite_k_factor,
     fit_model,
+    interval_multiplier,
     leave_one_out,
     leave_one_out_model,
     lookup,
@@ -361,7 +361,7 @@ def score_card(args: argparse.Namespace, results: dict, keys: list[str], card: P
         ratios = scores_of(r).ratios(
             entry.noise_weight, entry.residual_exponent, entry.residual_tolerance
         )
-        cov = coverage(ratios, entry.factor * finite_k_factor(args.samples))
+        cov = coverage(ratios, entry.factor * interval_multiplier(args.samples))
         covered.append(cov)
         print(
             f"| {short(key)} | {key.split('|')[1]} | {want.cg_iters} | "
@@ -378,7 +378,7 @@ def half_width(r: dict, fit: Fit, k: int) -> torch.Tensor:
     noise_var = float((r["mask"] != 0).float().mean()) * r["noise"] ** 2
     spread = (r["std"] ** 2 + fit.noise_weight * noise_var * r["support"]).sqrt()
     inflation = residual_inflation(residual_ratio(r), fit.residual_exponent, fit.residual_tolerance)
-    return fit.factor * finite_k_factor(k) * spread * inflation
+    return fit.factor * interval_multiplier(k) * spread * inflation
 
 
 def short(name: str) -> str:
@@ -415,7 +415,7 @@ def report(args: argparse.Namespace, results: dict, per_mask: dict[str, list[str
         model = leave_one_out_model(scores, [k] * len(rs), held, **misfit)
         # the same model held out by case only (the other cases of its own subject do count)
         by_case = leave_one_out_model(scores, [k] * len(rs), [short(key) for key in keys], **misfit)
-        fk = finite_k_factor(k)
+        fk = interval_multiplier(k)
         print(
             f"\n{mask_class}: {args.sampler} nfe={args.nfe} K={k} cg_iters={cg_iters}, "
             f"matrix {args.matrix}; held out by {'subject' if by_subject else 'case'}"
@@ -546,7 +546,7 @@ def compare(args: argparse.Namespace, results: dict, mask_class: str, keys: list
     from diffusion_core.metrics import psnr
 
     k = args.samples
-    fk = finite_k_factor(k)
+    fk = interval_multiplier(k)
     print(
         f"\n{mask_class}: {args.sampler} (nfe={args.nfe}) against dds, K={k}, matrix {args.matrix}"
     )
@@ -599,6 +599,11 @@ def main() -> int:
     p.add_argument("--sampler", default="dds", choices=("dds", "langevin"))
     p.add_argument("--nfe", type=int, default=25)
     p.add_argument("--samples", type=int, default=4)
+    p.add_argument(
+        "--linear-width",
+        action="store_true",
+        help="with --samples 1: fit the linear-Gaussian width (ReconConfig.linear_width)",
+    )
     p.add_argument("--cg-iters", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--card", type=Path, help="model card to write the fit into")
@@ -670,6 +675,7 @@ def main() -> int:
         cg_iters=args.cg_iters,
         cg_iters_inside=rule.cg_iters_inside if rule else None,
         cg_iters_cut=rule.cg_iters_cut if rule else None,
+        linear_width=args.linear_width,
     )
     results = torch.load(args.cache, weights_only=True) if args.cache.is_file() else {}
     keys_by_class = {}

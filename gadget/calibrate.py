@@ -72,14 +72,24 @@ class CalibrateConfig:
     # the conformal risk-control bound where there are >= 19 cases (False: the factor makes the
     # mean case coverage 0.95, as with fewer cases)
     guarantee: bool = True
+    # K = 1: fit the linear-Gaussian width (ReconConfig.linear_width) instead of a samples' std
+    linear_width: bool = False
 
     def __post_init__(self) -> None:
         from diffusion_core.calibration_cases import MaskSpec
 
         for m in self.masks:
             MaskSpec.parse(m)
-        if self.num_samples < 2:
-            raise ValueError(f"--samples: a std needs K >= 2 samples, got {self.num_samples}")
+        if self.num_samples < 2 and not (self.num_samples == 1 and self.linear_width):
+            raise ValueError(
+                f"--samples: a std needs K >= 2 samples (or --samples 1 --linear-width for the "
+                f"linear-Gaussian width), got {self.num_samples}"
+            )
+        if self.linear_width and self.num_samples != 1:
+            raise ValueError(
+                f"--linear-width: the width of one sample; expected --samples 1, got "
+                f"{self.num_samples}"
+            )
         if (self.out is None) == (not self.in_place):
             raise ValueError("--out CARD_OR_STEM or --in-place: expected exactly one")
         for name, value, low in (
@@ -154,8 +164,8 @@ def run(config: CalibrateConfig) -> int:
         case_scores,
         coverage,
         entries_from_card,
-        finite_k_factor,
         fit_model,
+        interval_multiplier,
         leave_one_out_model,
         mask_sampling,
         matrix_size,
@@ -174,6 +184,7 @@ def run(config: CalibrateConfig) -> int:
         cg_iters=config.cg_iters,
         cg_iters_inside=config.cg_iters_inside or None,
         cg_iters_cut=config.cg_iters_cut or None,
+        linear_width=config.linear_width,
     )
     g = torch.Generator().manual_seed(config.seed)
     jobs = [(s, MaskSpec.parse(m)) for s in slices for m in config.masks]
@@ -220,7 +231,7 @@ def run(config: CalibrateConfig) -> int:
         )
         results.setdefault(setting, []).append((name, subject, spec.label(), scores))
         matrices.setdefault(setting, []).append(matrix_size(mask))
-    fk = finite_k_factor(config.num_samples)
+    fk = interval_multiplier(config.num_samples)
     # the shipped card's model: the width grows with the data misfit as the Birge ratio
     exponents, tolerance = (BIRGE,), BIRGE_TOLERANCE
     entries = []
@@ -315,6 +326,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", default="dds")
     p.add_argument("--nfe", type=int, default=25)
     p.add_argument("--samples", type=int, default=4)
+    p.add_argument(
+        "--linear-width",
+        action="store_true",
+        help="with --samples 1: fit the linear-Gaussian width the replay's --linear-width sends",
+    )
     defaults = GadgetConfig()
     p.add_argument("--cg-iters", type=int, default=defaults.cg_iters)
     p.add_argument(
@@ -374,6 +390,7 @@ def main(args: argparse.Namespace) -> int:
             args.device,
             not args.no_progress,
             args.fit == "risk-control",
+            args.linear_width,
         )
         return run(config)
     except (CalibrationDataError, CheckpointError, ValueError) as error:

@@ -90,6 +90,11 @@ def _recon_options(parser: argparse.ArgumentParser, checkpoint_help: str | None 
         "--no-uncertainty", action="store_true", help="do not send the posterior std"
     )
     group.add_argument(
+        "--linear-width",
+        action="store_true",
+        help="with --samples 1: send the calibrated linear-Gaussian width as the std",
+    )
+    group.add_argument(
         "--series",
         type=int,
         default=defaults.image_series_index,
@@ -126,6 +131,7 @@ def _config(args: argparse.Namespace) -> GadgetConfig:
         coil_compression=args.coil_compression,
         send_complex=args.complex,
         send_uncertainty=not args.no_uncertainty,
+        linear_width=args.linear_width,
         image_series_index=args.series,
         output_type=args.output_type,
         max_intensity=args.max_intensity,

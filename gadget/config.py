@@ -69,7 +69,13 @@ class GadgetConfig:
         send_magnitude: send the posterior mean as a magnitude image (series ``image_series_index``).
         send_complex: send the posterior mean as a complex image (series ``image_series_index + 2``).
         send_uncertainty: send the pixel-wise posterior std (series ``image_series_index + 1``);
-            never with ``num_samples`` 1 (one sample has no spread; the log says so).
+            with ``num_samples`` 1 only where ``linear_width`` is on (one sample has no spread;
+            the log says so).
+        linear_width: with ``num_samples`` 1, send as the std the linear-Gaussian posterior
+            width (``diffusion_core.uncertainty.linear_posterior_std``: what the mask, the coils
+            and the noise leave unresolved, under a white prior of the images' spread),
+            calibrated by the prior's K = 1 entries, labelled uncalibrated where it has none.
+            No effect with more samples (their spread is the std).
         image_series_index: image series index of the posterior mean.
         output_type: pixel type of the mean and std series. ``float`` (float32 in the data's
             own units, decimal windows); ``uint16`` or ``int16`` (display / PACS-ready, as
@@ -98,6 +104,7 @@ class GadgetConfig:
     send_magnitude: bool = True
     send_complex: bool = False
     send_uncertainty: bool = True
+    linear_width: bool = False
     image_series_index: int = 1
     output_type: str = "float"
     max_intensity: int = 4095
@@ -137,12 +144,16 @@ class GadgetConfig:
             raise ConfigError(
                 f"property 'max_intensity': expected 1..{MAX_INTENSITY}, got {self.max_intensity}"
             )
-        sends_std = self.send_uncertainty and self.num_samples > 1
-        if not (self.send_magnitude or self.send_complex or sends_std):
+        if not (self.send_magnitude or self.send_complex or self.sends_std()):
             raise ConfigError(
                 "properties send_magnitude, send_complex, send_uncertainty are all false "
-                "(or only the std with num_samples 1, which sends none): nothing to send"
+                "(or only the std with num_samples 1 and linear_width false, which sends none): "
+                "nothing to send"
             )
+
+    def sends_std(self) -> bool:
+        """Whether a std series is sent: asked for, and K >= 2 or the K = 1 linear width."""
+        return self.send_uncertainty and (self.num_samples > 1 or self.linear_width)
 
     def cg_candidates(self) -> tuple[int, ...]:
         """``cg_select`` as CG iteration counts: () when off, else two or more distinct counts."""

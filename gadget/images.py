@@ -56,6 +56,10 @@ UNCERTAINTY = ImageSeries(1, "STD_MAP", "AI_RECON_SD")
 COMPLEX = ImageSeries(2, "Image", "AI_RECON_CPLX")
 
 
+# the std of one sample (GadgetConfig.linear_width)
+LINEAR_MEASURE = "linear-Gaussian posterior standard deviation (1 sample: no spread of samples)"
+
+
 @dataclass(frozen=True)
 class Uncertainty:
     """What the std series means, from the Reconstruction and the assembled slice.
@@ -68,6 +72,8 @@ class Uncertainty:
         prewhitened: the k-space was prewhitened with a measured noise covariance.
         noise_note: where the noise covariance came from, or why there was none.
         support: pixels of the region reconstructed, or None (all pixels).
+        measure: what the std is: the posterior samples' spread, or for one sample the
+            linear-Gaussian posterior width (``linear_width``).
         data_misfit: rho, the data misfit of the mean (reduced chi-square against the measured
             k-space; about 1 when mean and coil maps explain the data to the noise); a calibration
             with a residual exponent widens the std where it is high (``note`` says by how much).
@@ -81,6 +87,7 @@ class Uncertainty:
     noise_note: str
     support: tuple[int, int] | None  # (pixels inside, all pixels)
     data_misfit: float = 1.0
+    measure: str = "posterior standard deviation"
 
     @classmethod
     def of(cls, assembled: AssembledSlice, result: Reconstruction) -> Uncertainty:
@@ -95,6 +102,7 @@ class Uncertainty:
             or ("prewhitened" if assembled.prewhitened else "not prewhitened: no noise covariance"),
             support=None if inside == result.support.numel() else (inside, result.support.numel()),
             data_misfit=result.residual_ratio,
+            measure=LINEAR_MEASURE if result.std_kind == "linear" else cls.measure,
         )
 
     def meta(self) -> dict[str, str]:
@@ -104,7 +112,7 @@ class Uncertainty:
             else f"object support {self.support[0]} of {self.support[1]} pixels"
         )
         return {
-            "UncertaintyMeasure": "posterior standard deviation",
+            "UncertaintyMeasure": self.measure,
             "UncertaintyInterval": "mean +/- 2 SD is the nominal 95% interval",
             "UncertaintyCalibrated": "true" if self.calibrated else "false",
             "UncertaintyCalibrationFactor": f"{self.factor:.6g}",
@@ -140,9 +148,12 @@ class ImageMaker:
         self.config = config
         self._index = itertools.count(1)
         self.scale: IntensityScale | None = None
-        self.send_uncertainty = config.send_uncertainty and config.num_samples > 1
+        self.send_uncertainty = config.sends_std()
         if config.send_uncertainty and not self.send_uncertainty:
-            log.info("num_samples is 1: no std series is sent (one sample has no spread)")
+            log.info(
+                "num_samples is 1: no std series is sent (one sample has no spread; "
+                "linear_width sends the linear-Gaussian width instead)"
+            )
 
     def __call__(self, assembled: AssembledSlice, result: Reconstruction) -> list[ismrmrd.Image]:
         index = next(self._index)
@@ -173,7 +184,9 @@ class ImageMaker:
                     assembled, magnitude, MEAN, index, comment, scale, uncertainty, processing
                 )
             )
-        if self.send_uncertainty:
+        if self.send_uncertainty and not result.has_std:
+            log.info("slice (%s): no std series: %s", assembled.key, result.calibration_note)
+        if self.send_uncertainty and result.has_std:
             std = self._crop(result.std.detach().cpu().to(torch.float32))
             comment = f"uncertainty (posterior SD) of AI_RECON, {settings}, {uncertainty.comment()}, {whitened}"
             images.append(

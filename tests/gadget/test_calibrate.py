@@ -210,3 +210,27 @@ def test_calibrate_fit_mean_drops_the_risk_control_bound_and_says_so(
     assert guaranteed.method == CRC and guaranteed.coverage_after >= 1 - 0.25 / 24 - 1e-9
     assert mean.method == EMPIRICAL and 0.95 <= mean.coverage_after < 0.955
     assert mean.factor < guaranteed.factor
+
+
+@pytest.mark.slow
+def test_calibrate_fits_the_one_sample_linear_width(
+    volumes: Path, small_checkpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--samples 1 --linear-width writes a K = 1 entry that a K = 1 replay with the width uses,
+    and that K >= 2 never does; --linear-width with more samples is an error that says so."""
+    out = tmp_path / "single"
+    rule_off = ("--cg-iters-inside", "0", "--cg-iters-cut", "0")
+    one = ("--samples", "1", "--linear-width", "--slices-per-subject", "2")
+    rc = calibrate(volumes, small_checkpoint, out, *rule_off, *one)
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    (entry,) = entries_from_card(read_card(out))
+    assert entry.setting.num_samples == 1 and "linear-Gaussian width" in entry.setting.label()
+    assert entry.cases == 4 and 0.95 <= entry.coverage_after < 0.97
+    from diffusion_core.uncertainty import Setting, lookup
+
+    k1 = Setting("dds", 2, 1, 2, 4, "1d", 32)
+    assert lookup((entry,), k1) is entry
+    assert lookup((entry,), Setting("dds", 2, 2, 2, 4, "1d", 32)) is None
+    assert calibrate(volumes, small_checkpoint, tmp_path / "x", "--linear-width") == 2
+    assert "--linear-width: the width of one sample" in capsys.readouterr().err

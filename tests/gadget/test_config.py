@@ -80,6 +80,8 @@ def test_nothing_to_send_is_an_error() -> None:
         GadgetConfig(send_magnitude=False, send_uncertainty=False, send_complex=False)
     with pytest.raises(ConfigError, match="only the std with num_samples 1"):
         GadgetConfig(send_magnitude=False, num_samples=1)  # one sample has no std series
+    # ... unless its linear-Gaussian width is asked for
+    assert GadgetConfig(send_magnitude=False, num_samples=1, linear_width=True).sends_std()
 
 
 def test_output_type_through_xml_and_the_cli() -> None:

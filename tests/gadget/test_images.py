@@ -205,6 +205,14 @@ def test_one_sample_sends_no_std_series_and_says_why(caplog: pytest.LogCaptureFi
     images = maker(_slice(), _result(0.02))
     assert [i.image_series_index for i in images] == [1]
     assert "num_samples is 1: no std series is sent" in caplog.text
+    # with linear_width, the std series of a result that has one, and what it measures
+    maker = ImageMaker(GEOMETRY, GadgetConfig(num_samples=1, linear_width=True))
+    one = dataclasses.replace(_result(0.02), std_kind="linear")
+    std = _by_series(maker(_slice(), one))[2].meta
+    assert std["UncertaintyMeasure"].startswith("linear-Gaussian posterior standard deviation")
+    with caplog.at_level(logging.INFO, logger="gadget.images"):
+        images = maker(_slice(), dataclasses.replace(one, has_std=False, calibration_note="why"))
+    assert [i.image_series_index for i in images] == [1] and "no std series: why" in caplog.text
 
 
 def test_integer_images_survive_gadgetrons_socket_and_an_ismrmrd_file(tmp_path: Path) -> None:

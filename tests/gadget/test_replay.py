@@ -241,3 +241,32 @@ def test_train_subcommand_hands_over_to_the_training_cli(capsys) -> None:
         main(["train", "--steps", "3"])  # --data and --out are required by the training CLI
     assert exit_info.value.code == 2
     assert "--data" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_one_sample_with_linear_width_sends_a_labelled_std(
+    accelerated_file, fast_properties, tmp_path
+) -> None:
+    """--samples 1 alone sends no std series; with --linear-width it sends the linear-Gaussian
+    width, said in the meta, labelled uncalibrated when the prior's card has no K = 1 entry (the
+    small test prior has none), positive on the object and zero nowhere it is reconstructed."""
+    options = {**fast_properties, "num_samples": "1"}
+    plain, wide = tmp_path / "plain.h5", tmp_path / "wide.h5"
+    assert main(["replay", str(accelerated_file), str(plain), *_cli_options(options)]) == 0
+    with h5py.File(plain, "r") as f:
+        assert "image_1" in f["dataset"] and "image_2" not in f["dataset"]
+    code = main(
+        ["replay", str(accelerated_file), str(wide), "--linear-width", *_cli_options(options)]
+    )
+    assert code == 0
+    means, stds = _images(wide, 1), _images(wide, 2)
+    assert len(means) == len(stds) == 2
+    for mean, std in zip(means, stds, strict=True):
+        assert std.meta["UncertaintyMeasure"].startswith("linear-Gaussian posterior")
+        assert std.meta["UncertaintyCalibrated"] == "false"
+        assert std.meta["UncertaintyCalibrationNote"].startswith("uncalibrated")
+        assert std.data.dtype == np.float32 and float(std.data.min()) >= 0
+        bright = mean.data > 0.5 * mean.data.max()
+        assert float(std.data[bright].min()) > 0
+    for a, b in zip(_images(plain, 1), means, strict=True):
+        np.testing.assert_array_equal(a.data, b.data)  # the width leaves the mean as it was
