@@ -13,8 +13,9 @@ whole path a user takes, at a scanner's matrix:
    acquisition per sampled ky line, embedded calibration lines flagged, the acceleration in the
    header;
 3. replayed with ``gadgetron-diffusion replay`` (a subprocess, defaults only) and read back;
-4. the same undersampled k-space given to BART: ``ecalib -m1`` maps, ``pics -S -l1 -r w`` for each
-   of ``--l1-weights`` (the best is kept: an oracle choice that favours the baseline).
+4. the same undersampled k-space given to BART: ``ecalib -m1`` and ``-m2`` maps (``--bart-sets``;
+   two sets combined by root sum of squares), ``pics -S -l1 -r w`` for each of ``--l1-weights``
+   (the best image is kept: an oracle choice that favours the baseline).
 
 Per case: PSNR of the magnitude over the object (best scalar fit, :func:`diffusion_core.metrics.psnr`),
 the margin over BART, the false-signal figure of ``generalization.py`` for both, the replay's
@@ -105,6 +106,9 @@ class Row:
     coverage: float
     replay_s: float
     bart_s: float
+    # the ESPIRiT map sets of BART's best image (ecalib -m1 / -m2), and the replay's
+    bart_sets: int = 1
+    map_sets: str = "1"
 
 
 def line_mask(mask_class: str, n: int, seed: int) -> np.ndarray:
@@ -213,23 +217,29 @@ def replay(
     return mean, None if std is None else np.asarray(std), dict(meta), seconds
 
 
-def bart_l1(kspace: np.ndarray, weights: list[float], work: Path) -> tuple[list[np.ndarray], float]:
-    """``bart ecalib -m1`` then ``bart pics -S -l1 -r w`` for each weight: images (y, x)."""
+def bart_l1(
+    kspace: np.ndarray, weights: list[float], work: Path, sets: tuple[int, ...] = (1,)
+) -> tuple[list[tuple[np.ndarray, int, float]], float]:
+    """``bart ecalib -mM`` for each M of ``sets``, then ``bart pics -S -l1 -r w`` for each
+    weight: (image (y, x), M, w); with two sets the root sum of squares of the sets' images (as
+    ``bart rss``)."""
     from tests.diffusion_core.bart_io import read_cfl, write_cfl
 
     start = time.perf_counter()
     write_cfl(work / "k", kspace)
-    subprocess.run(
-        ["bart", "ecalib", "-m1", work / "k", work / "s"], check=True, capture_output=True
-    )
     images = []
-    for w in weights:
+    for m in sets:
         subprocess.run(
-            ["bart", "pics", "-S", "-l1", "-r", f"{w:g}", work / "k", work / "s", work / "x"],
-            check=True,
-            capture_output=True,
+            ["bart", "ecalib", f"-m{m}", work / "k", work / "s"], check=True, capture_output=True
         )
-        images.append(read_cfl(work / "x"))
+        for w in weights:
+            subprocess.run(
+                ["bart", "pics", "-S", "-l1", "-r", f"{w:g}", work / "k", work / "s", work / "x"],
+                check=True,
+                capture_output=True,
+            )
+            x = read_cfl(work / "x")
+            images.append((np.sqrt((np.abs(x) ** 2).sum(0)) if x.ndim == 3 else x, m, w))
     return images, time.perf_counter() - start
 
 
@@ -247,9 +257,9 @@ def check_case(case: Case, mask_class: str, seed: int, args: argparse.Namespace)
         )
         mean, std, meta, replay_s = replay(work / "raw.h5", work / "out.h5", args.replay_args)
         undersampled = case.kspace.numpy() * lines[None, :, None]
-        images, bart_s = bart_l1(undersampled, args.l1_weights, work)
+        images, bart_s = bart_l1(undersampled, args.l1_weights, work, tuple(args.bart_sets))
     mean_t = torch.from_numpy(mean)
-    scores = [psnr(ref, torch.from_numpy(img), obj) for img in images]
+    scores = [psnr(ref, torch.from_numpy(img), obj) for img, _, _ in images]
     best = int(np.argmax(scores))
     product = psnr(ref, mean_t, obj)
     return Row(
@@ -258,15 +268,17 @@ def check_case(case: Case, mask_class: str, seed: int, args: argparse.Namespace)
         seed,
         product,
         scores[best],
-        args.l1_weights[best],
+        images[best][2],
         product - scores[best],
         false_signal(ref, mean_t, outside),
-        false_signal(ref, torch.from_numpy(images[best]), outside),
+        false_signal(ref, torch.from_numpy(images[best][0]), outside),
         meta.get("DataConsistencyCGIterations", "?"),
         meta.get("DataConsistencyCGSelection", ""),
         float("nan") if std is None else within_2std(ref, mean_t, torch.from_numpy(std)),
         replay_s,
         bart_s,
+        images[best][1],
+        meta.get("CoilMapSets", "?"),
     )
 
 
@@ -278,14 +290,15 @@ def markdown(rows: list[Row], args: argparse.Namespace) -> str:
         "",
         "    PYTHONPATH=$PWD python benchmarks/replay_check.py " + " ".join(args.argv),
         "",
-        "| case | mask | seed | replay PSNR | BART L1 PSNR (weight) | margin dB | false signal replay / BART | cg_iters | within 2 std | replay s | BART s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| case | mask | seed | replay PSNR | BART L1 PSNR (weight, map sets) | margin dB | false signal replay / BART | cg_iters | map sets | within 2 std | replay s | BART s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
             f"| {r.case} | {r.mask} | {r.seed} | {r.product_psnr:.2f} | {r.bart_psnr:.2f} "
-            f"({r.bart_weight:g}) | {r.margin:+.2f} | {r.product_false_signal:.3f} / "
-            f"{r.bart_false_signal:.3f} | {r.cg_iters} | {r.coverage:.3f} | {r.replay_s:.0f} | "
+            f"({r.bart_weight:g}, -m{r.bart_sets}) | {r.margin:+.2f} | "
+            f"{r.product_false_signal:.3f} / {r.bart_false_signal:.3f} | {r.cg_iters} | "
+            f"{r.map_sets} | {r.coverage:.3f} | {r.replay_s:.0f} | "
             f"{r.bart_s:.0f} |"
         )
     out += [
@@ -318,6 +331,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--masks", nargs="+", default=list(MASKS), choices=MASKS + EQUISPACED_CLASSES)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--l1-weights", type=float, nargs="+", default=[0.001, 0.003, 0.01])
+    p.add_argument(
+        "--bart-sets",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        choices=(1, 2),
+        help="ESPIRiT map sets of BART's baseline (ecalib -m1 / -m2); the best image is kept",
+    )
     p.add_argument(
         "--replay-args", default="", help="extra replay options, e.g. '--cg-iters-inside 0'"
     )

@@ -162,14 +162,19 @@ class SenseDataConsistency(_Base):
         noise_sigma: float,
         cg_iters: int = 10,
         support: torch.Tensor | None = None,
+        second: torch.Tensor | None = None,
+        second_std: float = 0.5,
     ) -> None:
         _check_inputs(kspace, mask, noise_sigma)
-        if maps.shape != kspace.shape:
-            raise ValueError(
-                f"maps: expected shape {tuple(kspace.shape)} like kspace, got {tuple(maps.shape)}"
-            )
+        for name, m in (("maps", maps), ("second", second)):
+            if m is not None and m.shape != kspace.shape:
+                raise ValueError(
+                    f"{name}: expected shape {tuple(kspace.shape)} like kspace, got {tuple(m.shape)}"
+                )
         if cg_iters < 1:
             raise ValueError(f"cg_iters: expected >= 1, got {cg_iters}")
+        if not second_std > 0:
+            raise ValueError(f"second_std: expected > 0, got {second_std}")
         self.support = image_support(maps, support)
         self._inside = _shift(self.support.to(kspace.real.dtype))
         self.maps = _shift(maps) * self._inside
@@ -177,6 +182,10 @@ class SenseDataConsistency(_Base):
         self.y = _shift(kspace) * self.mask
         self.noise_sigma = float(noise_sigma)
         self.cg_iters = int(cg_iters)
+        # soft SENSE's second image (two ESPIRiT map sets): x2 on the pixels the second set
+        # covers within the support, a white Gaussian prior of ``second_std`` per real channel
+        self.second = None if second is None else _shift(second) * self._inside
+        self.second_std = float(second_std)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mask * torch.fft.fft2(self.maps * x.unsqueeze(-3), norm="ortho")
@@ -186,10 +195,66 @@ class SenseDataConsistency(_Base):
 
     def prox(self, v: torch.Tensor, weight: float, y: torch.Tensor | None = None) -> torch.Tensor:
         y = self.y if y is None else y
+        if self.second is not None:
+            return _unshift(self._two_set_prox(_shift(v) * self._inside, weight, y)[..., 0, :, :])
         return _unshift(self._restricted_prox(_shift(v) * self._inside, weight, y, 2))
 
     def restrict(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.support
+
+    # soft SENSE: the unknown is (x1, x2), A = M F [S1 S2]; the samplers see x1, its prior the
+    # denoiser's, and x2 is solved for with it in every prox (its prior N(0, second_std^2))
+    def _forward2(self, u: torch.Tensor) -> torch.Tensor:
+        assert self.second is not None
+        coil = self.maps * u[..., 0:1, :, :] + self.second * u[..., 1:2, :, :]
+        return self.mask * torch.fft.fft2(coil, norm="ortho")
+
+    def _adjoint2(self, k: torch.Tensor) -> torch.Tensor:
+        assert self.second is not None
+        coil = torch.fft.ifft2(self.mask * k, norm="ortho")
+        return torch.stack(
+            [(self.maps.conj() * coil).sum(-3), (self.second.conj() * coil).sum(-3)], dim=-3
+        )
+
+    def _two_set_prox(self, v: torch.Tensor, weight: float, y: torch.Tensor) -> torch.Tensor:
+        """(..., 2, y, x) in FFT order: argmin over (z1, z2) of ||z1 - v||^2 / 2 + mu / 2
+        ||z2||^2 + weight / 2 ||A1 z1 + A2 z2 - y||^2, mu = weight sigma^2 / second_std^2 (x2's
+        prior precision on the scale of the x1 term); for weight = inf the least-norm
+        correction (d1, z2) onto {A z = y}."""
+        r = y - self.mask * torch.fft.fft2(self.maps * v.unsqueeze(-3), norm="ortho")
+        if math.isinf(weight):
+            w = conjugate_gradient(
+                lambda q: self._forward2(self._adjoint2(q)), r, max_iter=self.cg_iters, ndim=3
+            )
+            u = self._adjoint2(w)
+        else:
+            mu = weight * self.noise_sigma**2 / self.second_std**2
+            scale = torch.tensor([1.0, mu], dtype=v.real.dtype, device=v.device)[:, None, None]
+            u = conjugate_gradient(
+                lambda q: scale * q + weight * self._adjoint2(self._forward2(q)),
+                weight * self._adjoint2(r),
+                max_iter=self.cg_iters,
+                ndim=3,
+            )
+        return torch.stack([v + u[..., 0, :, :], u[..., 1, :, :]], dim=-3)
+
+    def second_image(self, x: torch.Tensor, iters: int = 30) -> torch.Tensor:
+        """x2 (..., y, x) given x1 = ``x``: argmin ||A2 z2 - (y - A1 x)||^2 / (2 sigma^2) +
+        ||z2||^2 / (2 second_std^2), by ``iters`` CG iterations (zeros without a second set)."""
+        if self.second is None:
+            return torch.zeros_like(x)
+        second = self.second
+        r = self.y - self.mask * torch.fft.fft2(self.maps * _shift(x).unsqueeze(-3), norm="ortho")
+
+        def a2(z: torch.Tensor) -> torch.Tensor:
+            return self.mask * torch.fft.fft2(second * z.unsqueeze(-3), norm="ortho")
+
+        def a2h(k: torch.Tensor) -> torch.Tensor:
+            return (second.conj() * torch.fft.ifft2(self.mask * k, norm="ortho")).sum(-3)
+
+        ratio = (self.noise_sigma / self.second_std) ** 2
+        z = conjugate_gradient(lambda q: ratio * q + a2h(a2(q)), a2h(r), max_iter=iters, ndim=2)
+        return _unshift(z)
 
     def residual_norm(self, x: torch.Tensor) -> torch.Tensor:
         return (self._forward(_shift(x)) - self.y).abs().pow(2).sum(dim=(-3, -2, -1)).sqrt()

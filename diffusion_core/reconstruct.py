@@ -126,6 +126,12 @@ class ReconConfig:
     # entries); off: K = 1 has no std. No effect for K >= 2 (the samples' std) or for the
     # per-coil sampler (no SENSE model)
     linear_width: bool = False
+    # ESPIRiT map sets where the maps are estimated: 0 (auto) uses a second set (soft SENSE, a
+    # second image x2 solved for in every data-consistency step) where it covers at least
+    # TWO_SET_FRACTION of the support, the sign of a phase-encode FOV smaller than the object; 1
+    # never; 2 wherever it is not empty. Samplers that need a single-image residual (dps) and the
+    # per-coil one keep one set
+    map_sets: int = 0
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -136,6 +142,8 @@ class ReconConfig:
             raise ValueError(
                 f"num_samples: expected K >= 1 posterior samples, got {self.num_samples}"
             )
+        if self.map_sets not in (0, 1, 2):
+            raise ValueError(f"map_sets: expected 0 (auto), 1 or 2, got {self.map_sets}")
         if self.nfe < 1 or self.cg_iters < 1 or self.corrector_steps < 0:
             raise ValueError(
                 f"nfe, cg_iters, corrector_steps: expected >= 1, >= 1, >= 0; "
@@ -227,6 +235,13 @@ class Reconstruction:
     # how cg_iters was chosen, where a rule chose it (``cg_iters_inside`` / ``cg_iters_cut``,
     # ``cg_select``)
     cg_note: str = ""
+    # ESPIRiT map sets used (2: soft SENSE where the tissue folds; ``map_note`` says where)
+    map_sets: int = 1
+    map_note: str = ""
+    # the coil images (c, y, x) the mean's model predicts (maps x mean, plus the second set's
+    # image where two sets are used), in the units of the (prewhitened) data: fft2c of it is
+    # the k-space the reconstruction explains, e.g. to score lines held back from it
+    model: torch.Tensor | None = None
 
 
 def estimate_noise_sigma(kspace: torch.Tensor, mask: torch.Tensor, fraction: float = 0.1) -> float:
@@ -299,21 +314,31 @@ def reconstruct(
     mask = mask.to(device=kspace.device, dtype=kspace.real.dtype)
     kspace = kspace * mask
     whitened = noise_cov is not None
+    second: torch.Tensor | None = None
+    want_sets = cfg.map_sets != 1 and cfg.sampler in TWO_SET_SAMPLERS
     if noise_cov is not None:
         from diffusion_core.noise import prewhiten, prewhitening_matrix
 
         w = prewhitening_matrix(noise_cov.to(kspace.device))
         kspace = prewhiten(kspace, w)
         maps = None if maps is None else prewhiten(maps.to(kspace.dtype), w)
-        if maps is None:
+        if maps is None and want_sets:
+            maps, second = _map_sets(kspace, mask, w)
+        elif maps is None:
             maps = whitened_espirit_maps(kspace, mask, w)
-        maps = maps / _typical_norm(maps)
-    if maps is None:
+        norm = _typical_norm(maps)
+        maps, second = maps / norm, None if second is None else second / norm
+    if maps is None and want_sets:
+        maps, second = _map_sets(kspace, mask, None)
+    elif maps is None:
         from diffusion_core.espirit import espirit_maps
 
         maps = espirit_maps(kspace, mask)
     maps = maps.to(kspace.dtype)
     support = image_support(maps, support)
+    second, map_note = _second_set(second, support, cfg.map_sets)
+    if map_note:
+        log.info("coil maps: %s", map_note)
     restricted = None if bool(support.all()) else support
     sense = cg_sense(kspace, mask, maps, max_iter=cfg.cg_iters * 4)
     scale = float(magnitude_scale(sense))
@@ -388,12 +413,12 @@ def reconstruct(
     if per_coil:
         dc = CoilDataConsistency(mask, y, noise_sigma, restricted, cfg.cg_iters)
     else:
-        dc = SenseDataConsistency(maps, mask, y, noise_sigma, cfg.cg_iters, support)
+        dc = SenseDataConsistency(maps, mask, y, noise_sigma, cfg.cg_iters, support, second)
     sigmas = cfg.sigmas().to(kspace.device)
     k = cfg.num_samples
     batch = cfg.batch_size or (k if kspace.device.type == "cuda" else 1)
     image_shape = kspace.shape if per_coil else kspace.shape[-2:]
-    samples = []
+    samples, seconds = [], []
     for first in range(0, k, batch):
         b = min(batch, k - first)
         x = float(sigmas[0]) * complex_noise(
@@ -405,15 +430,25 @@ def reconstruct(
             def callback(s: SamplerStep, first: int = first, b: int = b) -> None:
                 progress(ReconProgress(first, b, k, s.step, s.total, s.sigma))
 
-        out = _run(cfg, x, sigmas, denoiser, dc, generator, callback)
-        samples.append(_ssos(out.detach()).to(kspace.dtype) if per_coil else out.detach())
+        out = _run(cfg, x, sigmas, denoiser, dc, generator, callback).detach()
+        if second is not None and isinstance(dc, SenseDataConsistency):
+            seconds.append(dc.second_image(out))
+        samples.append(_ssos(out).to(kspace.dtype) if per_coil else out)
     xs = torch.cat(samples) * scale
-    mean = xs.mean(0)
     # the data misfit of the mean (reduced chi-square against the measured k-space), for
     # entries whose model inflates the std by it; a per-coil (SSOS) mean has no such misfit
     sigma = noise_sigma * scale
+    coil_model = maps * xs.mean(0)
+    if second is not None:
+        x2 = torch.cat(seconds) * scale
+        coil_model = coil_model + second * x2.mean(0)
+        # the image: root sum of squares of the two sets' images (BART's rss), x1's phase
+        xs = torch.polar((xs.abs().square() + x2.abs().square()).sqrt(), xs.angle())
+    mean = xs.mean(0)
     residual_ratio = (
-        1.0 if per_coil or not sigma > 0 else data_residual_ratio(kspace, mask, maps, mean, sigma)
+        1.0
+        if per_coil or not sigma > 0
+        else data_residual_ratio(kspace, mask, coil_model, torch.ones_like(mean), sigma)
     )
     linear = k == 1 and cfg.linear_width and not per_coil
     if k == 1 and not linear:
@@ -461,7 +496,52 @@ def reconstruct(
         cg_iters=cfg.cg_iters,
         cg_scores=cv_scores,
         cg_note=cg_note,
+        map_sets=1 if second is None else 2,
+        map_note=map_note,
+        model=None if per_coil else coil_model,
     )
+
+
+# samplers that see the data only through prox / noised / restrict, so that a second map set's
+# image can be solved for inside them; dps needs a single-image residual, score_mri_ssos has
+# no maps
+TWO_SET_SAMPLERS = ("dds", "song", "score_mri", "langevin")
+# the share of the support a second ESPIRiT set must cover (auto): 0.23 on the ESPIRiT demo's
+# small-FOV brain (its phase-encode FOV smaller than the head, the tissue folds), 0.004 on the
+# fully sampled 8-coil brain and 0 on the 2-channel phantom (edge pixels, second eigenvalue
+# 0.84 / 0.72 at most)
+TWO_SET_FRACTION = 0.02
+
+
+def _map_sets(
+    kspace: torch.Tensor, mask: torch.Tensor, w: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two ESPIRiT sets of kspace (c, ky, kx), in the receivers' norm where ``w`` (the
+    prewhitening matrix) is given, as :func:`whitened_espirit_maps`."""
+    from diffusion_core.espirit import espirit_map_sets
+
+    first, second = espirit_map_sets(kspace, mask)
+    if w is None:
+        return first, second
+    return _receiver_norm(first, w), _receiver_norm(second, w)
+
+
+def _second_set(
+    second: torch.Tensor | None, support: torch.Tensor, map_sets: int
+) -> tuple[torch.Tensor | None, str]:
+    """The second set to use (None: one set) within ``support``, and what the meta say."""
+    if second is None:
+        return None, ""
+    covered = (second.abs().sum(0) > 0) & support
+    share = float(covered.sum()) / max(1, int(support.sum()))
+    if share == 0 or (map_sets == 0 and share < TWO_SET_FRACTION):
+        return None, ""
+    note = (
+        f"two ESPIRiT map sets (soft SENSE): the second covers {100 * share:.1f}% of the "
+        f"object's pixels, where the tissue folds (a phase-encode FOV smaller than the object); "
+        f"the image is the root sum of squares of the two sets' images"
+    )
+    return second * covered, note
 
 
 def whitened_espirit_maps(
@@ -481,7 +561,12 @@ def whitened_espirit_maps(
     """
     from diffusion_core.espirit import espirit_maps
 
-    maps = espirit_maps(kspace, mask)
+    return _receiver_norm(espirit_maps(kspace, mask), w)
+
+
+def _receiver_norm(maps: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Whitened maps (c, y, x) scaled to unit root-sum-of-squares in the receivers' own space
+    (``w``: the prewhitening matrix); zero pixels stay zero."""
     c = maps.shape[0]
     raw = torch.linalg.solve_triangular(w.to(maps.dtype), maps.reshape(c, -1), upper=False).reshape(
         maps.shape

@@ -64,6 +64,13 @@ def _recon_options(parser: argparse.ArgumentParser, checkpoint_help: str | None 
         default=defaults.cg_select_nfe,
         help="NFE of each candidate's trial sample for --cg-select",
     )
+    group.add_argument(
+        "--map-sets",
+        type=int,
+        choices=(0, 1, 2),
+        default=defaults.map_sets,
+        help="ESPIRiT map sets: 0 auto (a second set where the tissue folds), 1, or 2",
+    )
     if checkpoint_help is None:
         group.add_argument(
             "--checkpoint",
@@ -132,6 +139,7 @@ def _config(args: argparse.Namespace) -> GadgetConfig:
         send_complex=args.complex,
         send_uncertainty=not args.no_uncertainty,
         linear_width=args.linear_width,
+        map_sets=args.map_sets,
         image_series_index=args.series,
         output_type=args.output_type,
         max_intensity=args.max_intensity,

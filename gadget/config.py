@@ -59,6 +59,11 @@ class GadgetConfig:
             every slice of a 2D Cartesian encoding, whose readouts are whole lines, so this acts
             only on slices with a 2D sampling pattern. Off by default.
         cg_select_nfe: network evaluations of each candidate's trial sample (>= 1).
+        map_sets: ESPIRiT map sets: 0 (auto) adds a second set (soft SENSE, a second image
+            solved for with the first) where it covers at least 2 % of the object, the sign of a
+            phase-encode FOV smaller than the head (tissue folds in) or of a head the FOV cuts;
+            1 never; 2 wherever the second set is not empty. ``dps`` and ``score_mri_ssos``
+            keep one set. Said in every image's meta (``CoilMapSets``, ``CoilMapSetsNote``).
         checkpoint: path of a ``.safetensors`` prior; empty for the prior shipped with the package.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda`` / ``cuda:N``.
         bf16: run the network under bfloat16 autocast. Faster on CPUs with native bfloat16
@@ -96,6 +101,7 @@ class GadgetConfig:
     cg_iters_cut: int = 3
     cg_select: str = ""
     cg_select_nfe: int = 8
+    map_sets: int = 0
     checkpoint: str = ""
     device: str = "auto"
     bf16: bool = False
@@ -127,6 +133,10 @@ class GadgetConfig:
                 raise ConfigError(
                     f"property {name!r}: expected an integer >= {low}, got {getattr(self, name)}"
                 )
+        if self.map_sets not in (0, 1, 2):
+            raise ConfigError(
+                f"property 'map_sets': expected 0 (auto), 1 or 2, got {self.map_sets}"
+            )
         self.cg_candidates()  # raises on a malformed list
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
             raise ConfigError(

@@ -277,11 +277,14 @@ class ImageMaker:
 
 
 def _processing_meta(result: Reconstruction) -> dict[str, str]:
-    """The data-consistency setting the slice was reconstructed with, and how a rule chose it
-    (``cg_iters_inside``, ``cg_select``) where one did."""
+    """The coil map sets and the data-consistency setting the slice was reconstructed with, and
+    how a rule chose them (two ESPIRiT sets, ``cg_iters_inside``, ``cg_select``) where one did."""
+    meta = {"CoilMapSets": str(result.map_sets)}
+    if result.map_note:
+        meta["CoilMapSetsNote"] = _ascii(result.map_note)
     if result.cg_iters < 1:  # not recorded (a reconstruction made elsewhere)
-        return {}
-    meta = {"DataConsistencyCGIterations": str(result.cg_iters)}
+        return meta
+    meta["DataConsistencyCGIterations"] = str(result.cg_iters)
     if result.cg_note:
         meta["DataConsistencyCGSelection"] = _ascii(result.cg_note)
     return meta

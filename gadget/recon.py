@@ -106,6 +106,7 @@ class DiffusionReconstructor:
             cg_select=config.cg_candidates(),
             cg_select_nfe=config.cg_select_nfe,
             linear_width=config.linear_width,
+            map_sets=config.map_sets,
             # the std's calibration from the prior's model card (none: the std is labelled raw)
             calibration=entries_from_card(read_card(prior_path(config.checkpoint or "default"))),
         )

@@ -68,6 +68,7 @@ def test_properties_round_trip_through_xml() -> None:
             "'cg_iters_inside': expected an integer >= 0",
         ),
         ('<property name="cg_iters_cut" value="-2"/>', "'cg_iters_cut': expected an integer >= 0"),
+        ('<property name="map_sets" value="3"/>', "'map_sets': expected 0 .auto., 1 or 2, got 3"),
     ],
 )
 def test_bad_properties_are_clear_errors(xml: str, message: str) -> None:

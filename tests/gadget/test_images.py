@@ -289,3 +289,15 @@ def test_every_series_says_the_cg_iterations_and_how_they_were_chosen() -> None:
     for series in (1, 2):
         assert meta[series].meta["DataConsistencyCGIterations"] == "10"
         assert meta[series].meta["DataConsistencyCGSelection"] == note
+
+
+def test_every_series_says_how_many_coil_map_sets_were_used() -> None:
+    maker = ImageMaker(GEOMETRY, GadgetConfig(send_complex=True))
+    one = _by_series(maker(_slice(), _result(0.02)))
+    assert [one[s].meta["CoilMapSets"] for s in (1, 2, 3)] == ["1"] * 3
+    assert all("CoilMapSetsNote" not in one[s].meta for s in (1, 2, 3))
+    note = "two ESPIRiT map sets (soft SENSE): the second covers 23.7% of the object's pixels"
+    two = dataclasses.replace(_result(0.02), map_sets=2, map_note=note)
+    meta = _by_series(maker(_slice(), two))
+    assert [meta[s].meta["CoilMapSets"] for s in (1, 2, 3)] == ["2"] * 3
+    assert all(meta[s].meta["CoilMapSetsNote"] == note for s in (1, 2, 3))
