@@ -538,7 +538,8 @@ def _second_set(
         return None, ""
     note = (
         f"two ESPIRiT map sets (soft SENSE): the second covers {100 * share:.1f}% of the "
-        f"object's pixels, where the tissue folds (a phase-encode FOV smaller than the object); "
+        f"object's pixels, where two coil sensitivities meet at a pixel (tissue folding in "
+        f"from outside a phase-encode FOV smaller than the object, or a head the FOV cuts); "
         f"the image is the root sum of squares of the two sets' images"
     )
     return second * covered, note
