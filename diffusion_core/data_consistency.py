@@ -221,7 +221,7 @@ class SenseDataConsistency(_Base):
         ||z2||^2 + weight / 2 ||A1 z1 + A2 z2 - y||^2, mu = weight sigma^2 / second_std^2 (x2's
         prior precision on the scale of the x1 term); for weight = inf the least-norm
         correction (d1, z2) onto {A z = y}."""
-        r = y - self.mask * torch.fft.fft2(self.maps * v.unsqueeze(-3), norm="ortho")
+        r = y - self._forward(v)
         if math.isinf(weight):
             w = conjugate_gradient(
                 lambda q: self._forward2(self._adjoint2(q)), r, max_iter=self.cg_iters, ndim=3
@@ -244,7 +244,7 @@ class SenseDataConsistency(_Base):
         if self.second is None:
             return torch.zeros_like(x)
         second = self.second
-        r = self.y - self.mask * torch.fft.fft2(self.maps * _shift(x).unsqueeze(-3), norm="ortho")
+        r = self.y - self._forward(_shift(x))
 
         def a2(z: torch.Tensor) -> torch.Tensor:
             return self.mask * torch.fft.fft2(second * z.unsqueeze(-3), norm="ortho")

@@ -322,18 +322,12 @@ def reconstruct(
         w = prewhitening_matrix(noise_cov.to(kspace.device))
         kspace = prewhiten(kspace, w)
         maps = None if maps is None else prewhiten(maps.to(kspace.dtype), w)
-        if maps is None and want_sets:
-            maps, second = _map_sets(kspace, mask, w)
-        elif maps is None:
-            maps = whitened_espirit_maps(kspace, mask, w)
+        if maps is None:
+            maps, second = _estimated_maps(kspace, mask, w, want_sets)
         norm = _typical_norm(maps)
         maps, second = maps / norm, None if second is None else second / norm
-    if maps is None and want_sets:
-        maps, second = _map_sets(kspace, mask, None)
-    elif maps is None:
-        from diffusion_core.espirit import espirit_maps
-
-        maps = espirit_maps(kspace, mask)
+    if maps is None:
+        maps, second = _estimated_maps(kspace, mask, None, want_sets)
     maps = maps.to(kspace.dtype)
     support = image_support(maps, support)
     second, map_note = _second_set(second, support, cfg.map_sets)
@@ -513,17 +507,18 @@ TWO_SET_SAMPLERS = ("dds", "song", "score_mri", "langevin")
 TWO_SET_FRACTION = 0.02
 
 
-def _map_sets(
-    kspace: torch.Tensor, mask: torch.Tensor, w: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two ESPIRiT sets of kspace (c, ky, kx), in the receivers' norm where ``w`` (the
-    prewhitening matrix) is given, as :func:`whitened_espirit_maps`."""
-    from diffusion_core.espirit import espirit_map_sets
+def _estimated_maps(
+    kspace: torch.Tensor, mask: torch.Tensor, w: torch.Tensor | None, two: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """ESPIRiT's first set of kspace (c, ky, kx) and, where ``two``, its second (else None), in
+    the receivers' norm where ``w`` (the prewhitening matrix) is given, as
+    :func:`whitened_espirit_maps`."""
+    from diffusion_core.espirit import espirit_map_sets, espirit_maps
 
-    first, second = espirit_map_sets(kspace, mask)
+    first, second = espirit_map_sets(kspace, mask) if two else (espirit_maps(kspace, mask), None)
     if w is None:
         return first, second
-    return _receiver_norm(first, w), _receiver_norm(second, w)
+    return _receiver_norm(first, w), None if second is None else _receiver_norm(second, w)
 
 
 def _second_set(

@@ -53,9 +53,7 @@ def test_two_set_prox_and_second_image_match_dense_solves() -> None:
     mu = weight * sigma**2 / tau**2
     d = torch.diag(torch.cat([torch.ones(n1), torch.full((n2,), mu)])).to(a.dtype)
     rhs = (
-        torch.cat([v.flatten(), torch.zeros(n2, dtype=a.dtype)])
-        * torch.cat([torch.ones(n1), torch.zeros(n2)]).to(a.dtype)
-        + weight * a.conj().T @ y.flatten()
+        torch.cat([v.flatten(), torch.zeros(n2, dtype=a.dtype)]) + weight * a.conj().T @ y.flatten()
     )
     want = torch.linalg.solve(d + weight * a.conj().T @ a, rhs)
     got = dc.prox(v, weight)
